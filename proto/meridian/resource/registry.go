@@ -76,6 +76,7 @@ var kinds = []*Kind{
 	{Kind: "ConfigMap", Plural: "configmaps", Short: []string{"cm"}, Namespaced: true, APIVersions: []string{"v1"}, Order: 3},
 	{Kind: "Secret", Plural: "secrets", Namespaced: true, APIVersions: []string{"v1"}, Order: 3},
 	{Kind: "Service", Plural: "services", Short: []string{"svc"}, Namespaced: true, APIVersions: []string{"v1"}, Order: 4, HasSpec: true},
+	{Kind: "ReplicaSet", Plural: "replicasets", Short: []string{"rs"}, Namespaced: true, APIVersions: []string{"apps/v1"}, Order: 5, HasSpec: true},
 	{Kind: "Deployment", Plural: "deployments", Short: []string{"deploy"}, Namespaced: true, APIVersions: []string{"apps/v1"}, Order: 5, HasSpec: true},
 	{Kind: "StatefulSet", Plural: "statefulsets", Short: []string{"sts"}, Namespaced: true, APIVersions: []string{"apps/v1"}, Order: 5, HasSpec: true},
 	{Kind: "DaemonSet", Plural: "daemonsets", Short: []string{"ds"}, Namespaced: true, APIVersions: []string{"apps/v1"}, Order: 5, HasSpec: true},

@@ -151,6 +151,7 @@ type Object struct {
 	//	*Object_Pod
 	//	*Object_Node
 	//	*Object_Event
+	//	*Object_ReplicaSet
 	Kind          isObject_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -328,6 +329,15 @@ func (x *Object) GetEvent() *Event {
 	return nil
 }
 
+func (x *Object) GetReplicaSet() *ReplicaSet {
+	if x != nil {
+		if x, ok := x.Kind.(*Object_ReplicaSet); ok {
+			return x.ReplicaSet
+		}
+	}
+	return nil
+}
+
 type isObject_Kind interface {
 	isObject_Kind()
 }
@@ -392,6 +402,10 @@ type Object_Event struct {
 	Event *Event `protobuf:"bytes,15,opt,name=event,proto3,oneof"`
 }
 
+type Object_ReplicaSet struct {
+	ReplicaSet *ReplicaSet `protobuf:"bytes,16,opt,name=replica_set,json=replicaSet,proto3,oneof"`
+}
+
 func (*Object_Namespace) isObject_Kind() {}
 
 func (*Object_Deployment) isObject_Kind() {}
@@ -421,6 +435,8 @@ func (*Object_Pod) isObject_Kind() {}
 func (*Object_Node) isObject_Kind() {}
 
 func (*Object_Event) isObject_Kind() {}
+
+func (*Object_ReplicaSet) isObject_Kind() {}
 
 // ApplyRequest carries the object to create or update.
 type ApplyRequest struct {
@@ -1003,7 +1019,7 @@ var File_meridian_v1_admin_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17meridian/v1/admin.proto\x12\vmeridian.v1\x1a\x19meridian/v1/cluster.proto\x1a\x16meridian/v1/core.proto\x1a\x15meridian/v1/pod.proto\x1a\x18meridian/v1/policy.proto\x1a\x1bmeridian/v1/workloads.proto\"\xb4\x06\n" +
+	"\x17meridian/v1/admin.proto\x12\vmeridian.v1\x1a\x19meridian/v1/cluster.proto\x1a\x16meridian/v1/core.proto\x1a\x15meridian/v1/pod.proto\x1a\x18meridian/v1/policy.proto\x1a\x1bmeridian/v1/workloads.proto\"\xf0\x06\n" +
 	"\x06Object\x126\n" +
 	"\tnamespace\x18\x01 \x01(\v2\x16.meridian.v1.NamespaceH\x00R\tnamespace\x129\n" +
 	"\n" +
@@ -1024,7 +1040,9 @@ const file_meridian_v1_admin_proto_rawDesc = "" +
 	"\x0foverride_policy\x18\f \x01(\v2\x1b.meridian.v1.OverridePolicyH\x00R\x0eoverridePolicy\x12$\n" +
 	"\x03pod\x18\r \x01(\v2\x10.meridian.v1.PodH\x00R\x03pod\x12'\n" +
 	"\x04node\x18\x0e \x01(\v2\x11.meridian.v1.NodeH\x00R\x04node\x12*\n" +
-	"\x05event\x18\x0f \x01(\v2\x12.meridian.v1.EventH\x00R\x05eventB\x06\n" +
+	"\x05event\x18\x0f \x01(\v2\x12.meridian.v1.EventH\x00R\x05event\x12:\n" +
+	"\vreplica_set\x18\x10 \x01(\v2\x17.meridian.v1.ReplicaSetH\x00R\n" +
+	"replicaSetB\x06\n" +
 	"\x04kind\"T\n" +
 	"\fApplyRequest\x12+\n" +
 	"\x06object\x18\x01 \x01(\v2\x13.meridian.v1.ObjectR\x06object\x12\x17\n" +
@@ -1123,6 +1141,7 @@ var file_meridian_v1_admin_proto_goTypes = []any{
 	(*Pod)(nil),               // 25: meridian.v1.Pod
 	(*Node)(nil),              // 26: meridian.v1.Node
 	(*Event)(nil),             // 27: meridian.v1.Event
+	(*ReplicaSet)(nil),        // 28: meridian.v1.ReplicaSet
 }
 var file_meridian_v1_admin_proto_depIdxs = []int32{
 	13, // 0: meridian.v1.Object.namespace:type_name -> meridian.v1.Namespace
@@ -1140,29 +1159,30 @@ var file_meridian_v1_admin_proto_depIdxs = []int32{
 	25, // 12: meridian.v1.Object.pod:type_name -> meridian.v1.Pod
 	26, // 13: meridian.v1.Object.node:type_name -> meridian.v1.Node
 	27, // 14: meridian.v1.Object.event:type_name -> meridian.v1.Event
-	2,  // 15: meridian.v1.ApplyRequest.object:type_name -> meridian.v1.Object
-	2,  // 16: meridian.v1.ApplyResponse.object:type_name -> meridian.v1.Object
-	0,  // 17: meridian.v1.ApplyResponse.result:type_name -> meridian.v1.ApplyResult
-	2,  // 18: meridian.v1.GetResponse.object:type_name -> meridian.v1.Object
-	2,  // 19: meridian.v1.ListResponse.items:type_name -> meridian.v1.Object
-	2,  // 20: meridian.v1.DeleteResponse.object:type_name -> meridian.v1.Object
-	1,  // 21: meridian.v1.WatchResponse.type:type_name -> meridian.v1.EventType
-	2,  // 22: meridian.v1.WatchResponse.object:type_name -> meridian.v1.Object
-	3,  // 23: meridian.v1.AdminService.Apply:input_type -> meridian.v1.ApplyRequest
-	5,  // 24: meridian.v1.AdminService.Get:input_type -> meridian.v1.GetRequest
-	7,  // 25: meridian.v1.AdminService.List:input_type -> meridian.v1.ListRequest
-	9,  // 26: meridian.v1.AdminService.Delete:input_type -> meridian.v1.DeleteRequest
-	11, // 27: meridian.v1.AdminService.Watch:input_type -> meridian.v1.WatchRequest
-	4,  // 28: meridian.v1.AdminService.Apply:output_type -> meridian.v1.ApplyResponse
-	6,  // 29: meridian.v1.AdminService.Get:output_type -> meridian.v1.GetResponse
-	8,  // 30: meridian.v1.AdminService.List:output_type -> meridian.v1.ListResponse
-	10, // 31: meridian.v1.AdminService.Delete:output_type -> meridian.v1.DeleteResponse
-	12, // 32: meridian.v1.AdminService.Watch:output_type -> meridian.v1.WatchResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	28, // 15: meridian.v1.Object.replica_set:type_name -> meridian.v1.ReplicaSet
+	2,  // 16: meridian.v1.ApplyRequest.object:type_name -> meridian.v1.Object
+	2,  // 17: meridian.v1.ApplyResponse.object:type_name -> meridian.v1.Object
+	0,  // 18: meridian.v1.ApplyResponse.result:type_name -> meridian.v1.ApplyResult
+	2,  // 19: meridian.v1.GetResponse.object:type_name -> meridian.v1.Object
+	2,  // 20: meridian.v1.ListResponse.items:type_name -> meridian.v1.Object
+	2,  // 21: meridian.v1.DeleteResponse.object:type_name -> meridian.v1.Object
+	1,  // 22: meridian.v1.WatchResponse.type:type_name -> meridian.v1.EventType
+	2,  // 23: meridian.v1.WatchResponse.object:type_name -> meridian.v1.Object
+	3,  // 24: meridian.v1.AdminService.Apply:input_type -> meridian.v1.ApplyRequest
+	5,  // 25: meridian.v1.AdminService.Get:input_type -> meridian.v1.GetRequest
+	7,  // 26: meridian.v1.AdminService.List:input_type -> meridian.v1.ListRequest
+	9,  // 27: meridian.v1.AdminService.Delete:input_type -> meridian.v1.DeleteRequest
+	11, // 28: meridian.v1.AdminService.Watch:input_type -> meridian.v1.WatchRequest
+	4,  // 29: meridian.v1.AdminService.Apply:output_type -> meridian.v1.ApplyResponse
+	6,  // 30: meridian.v1.AdminService.Get:output_type -> meridian.v1.GetResponse
+	8,  // 31: meridian.v1.AdminService.List:output_type -> meridian.v1.ListResponse
+	10, // 32: meridian.v1.AdminService.Delete:output_type -> meridian.v1.DeleteResponse
+	12, // 33: meridian.v1.AdminService.Watch:output_type -> meridian.v1.WatchResponse
+	29, // [29:34] is the sub-list for method output_type
+	24, // [24:29] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_admin_proto_init() }
@@ -1191,6 +1211,7 @@ func file_meridian_v1_admin_proto_init() {
 		(*Object_Pod)(nil),
 		(*Object_Node)(nil),
 		(*Object_Event)(nil),
+		(*Object_ReplicaSet)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1801,6 +1801,230 @@ func (x *ObjectReference) GetUid() string {
 	return ""
 }
 
+// ReplicaSet keeps a number of identical pods running (apps/v1). A member's
+// Deployment controller makes one per pod template revision.
+type ReplicaSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiVersion    string                 `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Metadata      *ObjectMeta            `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Spec          *ReplicaSetSpec        `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
+	Status        *ReplicaSetStatus      `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaSet) Reset() {
+	*x = ReplicaSet{}
+	mi := &file_meridian_v1_workloads_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaSet) ProtoMessage() {}
+
+func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_workloads_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
+func (*ReplicaSet) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_workloads_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReplicaSet) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *ReplicaSet) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ReplicaSet) GetMetadata() *ObjectMeta {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ReplicaSet) GetSpec() *ReplicaSetSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ReplicaSet) GetStatus() *ReplicaSetStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// ReplicaSetSpec is the desired state of a ReplicaSet.
+type ReplicaSetSpec struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Replicas        *int32                 `protobuf:"varint,1,opt,name=replicas,proto3,oneof" json:"replicas,omitempty"`
+	Selector        *LabelSelector         `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	Template        *PodTemplateSpec       `protobuf:"bytes,3,opt,name=template,proto3" json:"template,omitempty"`
+	MinReadySeconds int32                  `protobuf:"varint,4,opt,name=min_ready_seconds,json=minReadySeconds,proto3" json:"min_ready_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ReplicaSetSpec) Reset() {
+	*x = ReplicaSetSpec{}
+	mi := &file_meridian_v1_workloads_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaSetSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaSetSpec) ProtoMessage() {}
+
+func (x *ReplicaSetSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_workloads_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaSetSpec.ProtoReflect.Descriptor instead.
+func (*ReplicaSetSpec) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_workloads_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReplicaSetSpec) GetReplicas() int32 {
+	if x != nil && x.Replicas != nil {
+		return *x.Replicas
+	}
+	return 0
+}
+
+func (x *ReplicaSetSpec) GetSelector() *LabelSelector {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *ReplicaSetSpec) GetTemplate() *PodTemplateSpec {
+	if x != nil {
+		return x.Template
+	}
+	return nil
+}
+
+func (x *ReplicaSetSpec) GetMinReadySeconds() int32 {
+	if x != nil {
+		return x.MinReadySeconds
+	}
+	return 0
+}
+
+// ReplicaSetStatus is the observed state of a ReplicaSet.
+type ReplicaSetStatus struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Replicas           int32                  `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	ReadyReplicas      int32                  `protobuf:"varint,2,opt,name=ready_replicas,json=readyReplicas,proto3" json:"ready_replicas,omitempty"`
+	AvailableReplicas  int32                  `protobuf:"varint,3,opt,name=available_replicas,json=availableReplicas,proto3" json:"available_replicas,omitempty"`
+	ObservedGeneration int64                  `protobuf:"varint,4,opt,name=observed_generation,json=observedGeneration,proto3" json:"observed_generation,omitempty"`
+	Conditions         []*Condition           `protobuf:"bytes,5,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ReplicaSetStatus) Reset() {
+	*x = ReplicaSetStatus{}
+	mi := &file_meridian_v1_workloads_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaSetStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaSetStatus) ProtoMessage() {}
+
+func (x *ReplicaSetStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_workloads_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaSetStatus.ProtoReflect.Descriptor instead.
+func (*ReplicaSetStatus) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_workloads_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReplicaSetStatus) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *ReplicaSetStatus) GetReadyReplicas() int32 {
+	if x != nil {
+		return x.ReadyReplicas
+	}
+	return 0
+}
+
+func (x *ReplicaSetStatus) GetAvailableReplicas() int32 {
+	if x != nil {
+		return x.AvailableReplicas
+	}
+	return 0
+}
+
+func (x *ReplicaSetStatus) GetObservedGeneration() int64 {
+	if x != nil {
+		return x.ObservedGeneration
+	}
+	return 0
+}
+
+func (x *ReplicaSetStatus) GetConditions() []*Condition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
 var File_meridian_v1_workloads_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_workloads_proto_rawDesc = "" +
@@ -1976,7 +2200,29 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x04 \x01(\tR\x04name\x12\x10\n" +
-	"\x03uid\x18\x05 \x01(\tR\x03uidB?Z=github.com/meridian-fed/meridian/proto/meridian/v1;meridianv1b\x06proto3"
+	"\x03uid\x18\x05 \x01(\tR\x03uid\"\xde\x01\n" +
+	"\n" +
+	"ReplicaSet\x12\x1f\n" +
+	"\vapi_version\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x17.meridian.v1.ObjectMetaR\bmetadata\x12/\n" +
+	"\x04spec\x18\x04 \x01(\v2\x1b.meridian.v1.ReplicaSetSpecR\x04spec\x125\n" +
+	"\x06status\x18\x05 \x01(\v2\x1d.meridian.v1.ReplicaSetStatusR\x06status\"\xdc\x01\n" +
+	"\x0eReplicaSetSpec\x12\x1f\n" +
+	"\breplicas\x18\x01 \x01(\x05H\x00R\breplicas\x88\x01\x01\x126\n" +
+	"\bselector\x18\x02 \x01(\v2\x1a.meridian.v1.LabelSelectorR\bselector\x128\n" +
+	"\btemplate\x18\x03 \x01(\v2\x1c.meridian.v1.PodTemplateSpecR\btemplate\x12*\n" +
+	"\x11min_ready_seconds\x18\x04 \x01(\x05R\x0fminReadySecondsB\v\n" +
+	"\t_replicas\"\xed\x01\n" +
+	"\x10ReplicaSetStatus\x12\x1a\n" +
+	"\breplicas\x18\x01 \x01(\x05R\breplicas\x12%\n" +
+	"\x0eready_replicas\x18\x02 \x01(\x05R\rreadyReplicas\x12-\n" +
+	"\x12available_replicas\x18\x03 \x01(\x05R\x11availableReplicas\x12/\n" +
+	"\x13observed_generation\x18\x04 \x01(\x03R\x12observedGeneration\x126\n" +
+	"\n" +
+	"conditions\x18\x05 \x03(\v2\x16.meridian.v1.ConditionR\n" +
+	"conditionsB?Z=github.com/meridian-fed/meridian/proto/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_workloads_proto_rawDescOnce sync.Once
@@ -1990,7 +2236,7 @@ func file_meridian_v1_workloads_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_workloads_proto_rawDescData
 }
 
-var file_meridian_v1_workloads_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_meridian_v1_workloads_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_meridian_v1_workloads_proto_goTypes = []any{
 	(*Deployment)(nil),                       // 0: meridian.v1.Deployment
 	(*DeploymentSpec)(nil),                   // 1: meridian.v1.DeploymentSpec
@@ -2015,65 +2261,74 @@ var file_meridian_v1_workloads_proto_goTypes = []any{
 	(*JobTemplateSpec)(nil),                  // 20: meridian.v1.JobTemplateSpec
 	(*CronJobStatus)(nil),                    // 21: meridian.v1.CronJobStatus
 	(*ObjectReference)(nil),                  // 22: meridian.v1.ObjectReference
-	(*ObjectMeta)(nil),                       // 23: meridian.v1.ObjectMeta
-	(*LabelSelector)(nil),                    // 24: meridian.v1.LabelSelector
-	(*PodTemplateSpec)(nil),                  // 25: meridian.v1.PodTemplateSpec
-	(*IntOrString)(nil),                      // 26: meridian.v1.IntOrString
-	(*Condition)(nil),                        // 27: meridian.v1.Condition
-	(*timestamppb.Timestamp)(nil),            // 28: google.protobuf.Timestamp
+	(*ReplicaSet)(nil),                       // 23: meridian.v1.ReplicaSet
+	(*ReplicaSetSpec)(nil),                   // 24: meridian.v1.ReplicaSetSpec
+	(*ReplicaSetStatus)(nil),                 // 25: meridian.v1.ReplicaSetStatus
+	(*ObjectMeta)(nil),                       // 26: meridian.v1.ObjectMeta
+	(*LabelSelector)(nil),                    // 27: meridian.v1.LabelSelector
+	(*PodTemplateSpec)(nil),                  // 28: meridian.v1.PodTemplateSpec
+	(*IntOrString)(nil),                      // 29: meridian.v1.IntOrString
+	(*Condition)(nil),                        // 30: meridian.v1.Condition
+	(*timestamppb.Timestamp)(nil),            // 31: google.protobuf.Timestamp
 }
 var file_meridian_v1_workloads_proto_depIdxs = []int32{
-	23, // 0: meridian.v1.Deployment.metadata:type_name -> meridian.v1.ObjectMeta
+	26, // 0: meridian.v1.Deployment.metadata:type_name -> meridian.v1.ObjectMeta
 	1,  // 1: meridian.v1.Deployment.spec:type_name -> meridian.v1.DeploymentSpec
 	4,  // 2: meridian.v1.Deployment.status:type_name -> meridian.v1.DeploymentStatus
-	24, // 3: meridian.v1.DeploymentSpec.selector:type_name -> meridian.v1.LabelSelector
-	25, // 4: meridian.v1.DeploymentSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	27, // 3: meridian.v1.DeploymentSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 4: meridian.v1.DeploymentSpec.template:type_name -> meridian.v1.PodTemplateSpec
 	2,  // 5: meridian.v1.DeploymentSpec.strategy:type_name -> meridian.v1.DeploymentStrategy
 	3,  // 6: meridian.v1.DeploymentStrategy.rolling_update:type_name -> meridian.v1.RollingUpdateDeployment
-	26, // 7: meridian.v1.RollingUpdateDeployment.max_unavailable:type_name -> meridian.v1.IntOrString
-	26, // 8: meridian.v1.RollingUpdateDeployment.max_surge:type_name -> meridian.v1.IntOrString
-	27, // 9: meridian.v1.DeploymentStatus.conditions:type_name -> meridian.v1.Condition
-	23, // 10: meridian.v1.StatefulSet.metadata:type_name -> meridian.v1.ObjectMeta
+	29, // 7: meridian.v1.RollingUpdateDeployment.max_unavailable:type_name -> meridian.v1.IntOrString
+	29, // 8: meridian.v1.RollingUpdateDeployment.max_surge:type_name -> meridian.v1.IntOrString
+	30, // 9: meridian.v1.DeploymentStatus.conditions:type_name -> meridian.v1.Condition
+	26, // 10: meridian.v1.StatefulSet.metadata:type_name -> meridian.v1.ObjectMeta
 	6,  // 11: meridian.v1.StatefulSet.spec:type_name -> meridian.v1.StatefulSetSpec
 	9,  // 12: meridian.v1.StatefulSet.status:type_name -> meridian.v1.StatefulSetStatus
-	24, // 13: meridian.v1.StatefulSetSpec.selector:type_name -> meridian.v1.LabelSelector
-	25, // 14: meridian.v1.StatefulSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	27, // 13: meridian.v1.StatefulSetSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 14: meridian.v1.StatefulSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
 	7,  // 15: meridian.v1.StatefulSetSpec.update_strategy:type_name -> meridian.v1.StatefulSetUpdateStrategy
 	8,  // 16: meridian.v1.StatefulSetUpdateStrategy.rolling_update:type_name -> meridian.v1.RollingUpdateStatefulSetStrategy
-	26, // 17: meridian.v1.RollingUpdateStatefulSetStrategy.max_unavailable:type_name -> meridian.v1.IntOrString
-	27, // 18: meridian.v1.StatefulSetStatus.conditions:type_name -> meridian.v1.Condition
-	23, // 19: meridian.v1.DaemonSet.metadata:type_name -> meridian.v1.ObjectMeta
+	29, // 17: meridian.v1.RollingUpdateStatefulSetStrategy.max_unavailable:type_name -> meridian.v1.IntOrString
+	30, // 18: meridian.v1.StatefulSetStatus.conditions:type_name -> meridian.v1.Condition
+	26, // 19: meridian.v1.DaemonSet.metadata:type_name -> meridian.v1.ObjectMeta
 	11, // 20: meridian.v1.DaemonSet.spec:type_name -> meridian.v1.DaemonSetSpec
 	14, // 21: meridian.v1.DaemonSet.status:type_name -> meridian.v1.DaemonSetStatus
-	24, // 22: meridian.v1.DaemonSetSpec.selector:type_name -> meridian.v1.LabelSelector
-	25, // 23: meridian.v1.DaemonSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	27, // 22: meridian.v1.DaemonSetSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 23: meridian.v1.DaemonSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
 	12, // 24: meridian.v1.DaemonSetSpec.update_strategy:type_name -> meridian.v1.DaemonSetUpdateStrategy
 	13, // 25: meridian.v1.DaemonSetUpdateStrategy.rolling_update:type_name -> meridian.v1.RollingUpdateDaemonSet
-	26, // 26: meridian.v1.RollingUpdateDaemonSet.max_unavailable:type_name -> meridian.v1.IntOrString
-	26, // 27: meridian.v1.RollingUpdateDaemonSet.max_surge:type_name -> meridian.v1.IntOrString
-	27, // 28: meridian.v1.DaemonSetStatus.conditions:type_name -> meridian.v1.Condition
-	23, // 29: meridian.v1.Job.metadata:type_name -> meridian.v1.ObjectMeta
+	29, // 26: meridian.v1.RollingUpdateDaemonSet.max_unavailable:type_name -> meridian.v1.IntOrString
+	29, // 27: meridian.v1.RollingUpdateDaemonSet.max_surge:type_name -> meridian.v1.IntOrString
+	30, // 28: meridian.v1.DaemonSetStatus.conditions:type_name -> meridian.v1.Condition
+	26, // 29: meridian.v1.Job.metadata:type_name -> meridian.v1.ObjectMeta
 	16, // 30: meridian.v1.Job.spec:type_name -> meridian.v1.JobSpec
 	17, // 31: meridian.v1.Job.status:type_name -> meridian.v1.JobStatus
-	24, // 32: meridian.v1.JobSpec.selector:type_name -> meridian.v1.LabelSelector
-	25, // 33: meridian.v1.JobSpec.template:type_name -> meridian.v1.PodTemplateSpec
-	27, // 34: meridian.v1.JobStatus.conditions:type_name -> meridian.v1.Condition
-	28, // 35: meridian.v1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
-	28, // 36: meridian.v1.JobStatus.completion_time:type_name -> google.protobuf.Timestamp
-	23, // 37: meridian.v1.CronJob.metadata:type_name -> meridian.v1.ObjectMeta
+	27, // 32: meridian.v1.JobSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 33: meridian.v1.JobSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	30, // 34: meridian.v1.JobStatus.conditions:type_name -> meridian.v1.Condition
+	31, // 35: meridian.v1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
+	31, // 36: meridian.v1.JobStatus.completion_time:type_name -> google.protobuf.Timestamp
+	26, // 37: meridian.v1.CronJob.metadata:type_name -> meridian.v1.ObjectMeta
 	19, // 38: meridian.v1.CronJob.spec:type_name -> meridian.v1.CronJobSpec
 	21, // 39: meridian.v1.CronJob.status:type_name -> meridian.v1.CronJobStatus
 	20, // 40: meridian.v1.CronJobSpec.job_template:type_name -> meridian.v1.JobTemplateSpec
-	23, // 41: meridian.v1.JobTemplateSpec.metadata:type_name -> meridian.v1.ObjectMeta
+	26, // 41: meridian.v1.JobTemplateSpec.metadata:type_name -> meridian.v1.ObjectMeta
 	16, // 42: meridian.v1.JobTemplateSpec.spec:type_name -> meridian.v1.JobSpec
 	22, // 43: meridian.v1.CronJobStatus.active:type_name -> meridian.v1.ObjectReference
-	28, // 44: meridian.v1.CronJobStatus.last_schedule_time:type_name -> google.protobuf.Timestamp
-	28, // 45: meridian.v1.CronJobStatus.last_successful_time:type_name -> google.protobuf.Timestamp
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	31, // 44: meridian.v1.CronJobStatus.last_schedule_time:type_name -> google.protobuf.Timestamp
+	31, // 45: meridian.v1.CronJobStatus.last_successful_time:type_name -> google.protobuf.Timestamp
+	26, // 46: meridian.v1.ReplicaSet.metadata:type_name -> meridian.v1.ObjectMeta
+	24, // 47: meridian.v1.ReplicaSet.spec:type_name -> meridian.v1.ReplicaSetSpec
+	25, // 48: meridian.v1.ReplicaSet.status:type_name -> meridian.v1.ReplicaSetStatus
+	27, // 49: meridian.v1.ReplicaSetSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 50: meridian.v1.ReplicaSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	30, // 51: meridian.v1.ReplicaSetStatus.conditions:type_name -> meridian.v1.Condition
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_workloads_proto_init() }
@@ -2089,13 +2344,14 @@ func file_meridian_v1_workloads_proto_init() {
 	file_meridian_v1_workloads_proto_msgTypes[11].OneofWrappers = []any{}
 	file_meridian_v1_workloads_proto_msgTypes[16].OneofWrappers = []any{}
 	file_meridian_v1_workloads_proto_msgTypes[19].OneofWrappers = []any{}
+	file_meridian_v1_workloads_proto_msgTypes[24].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_workloads_proto_rawDesc), len(file_meridian_v1_workloads_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
