@@ -1,0 +1,167 @@
+// Package hub assembles a hub node: its etcd (embedded or external), the
+// typed store over it, and the API server. Only the leader will run the
+// placement, failover and drill controllers once they exist.
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is everything a hub node needs. It is filled from a config file,
+// MERIDIAN_* environment variables and flags (in that order of precedence,
+// lowest first), with the same key names everywhere, and validated once.
+type Config struct {
+	// DataDir holds the embedded etcd data. Default ./meridian-data/hub.
+	DataDir string `mapstructure:"data-dir"`
+	// Listen is the gRPC API address. Default 127.0.0.1:7700: loopback only
+	// until mTLS lands, so an unauthenticated API is never exposed.
+	Listen string `mapstructure:"listen"`
+	// HTTPListen serves /healthz, /readyz and /metrics. Default 127.0.0.1:7701.
+	HTTPListen string `mapstructure:"http-listen"`
+
+	// EtcdEndpoints, when set, uses an external etcd cluster and starts no
+	// embedded one.
+	EtcdEndpoints []string `mapstructure:"etcd-endpoints"`
+	// EtcdName is this node's name in an embedded etcd cluster. Default "hub".
+	EtcdName string `mapstructure:"etcd-name"`
+	// EtcdClientURL is where the embedded etcd serves clients. Default
+	// http://127.0.0.1:7702.
+	EtcdClientURL string `mapstructure:"etcd-client-url"`
+	// EtcdPeerURL is where the embedded etcd talks to its peers. Default
+	// http://127.0.0.1:7703.
+	EtcdPeerURL string `mapstructure:"etcd-peer-url"`
+	// EtcdInitialCluster lists every node of a multi-node embedded hub as
+	// name=peerURL,... Empty means a single node.
+	EtcdInitialCluster string `mapstructure:"etcd-initial-cluster"`
+	// EtcdInitialClusterState is "new" to bootstrap, "existing" to join.
+	EtcdInitialClusterState string `mapstructure:"etcd-initial-cluster-state"`
+
+	// MaxRequestBytes bounds one API request. Default 4 MiB.
+	MaxRequestBytes int `mapstructure:"max-request-bytes"`
+	// RequestTimeout bounds unary API calls that carry no deadline. Default 30s.
+	RequestTimeout time.Duration `mapstructure:"request-timeout"`
+	// ShutdownTimeout bounds each step of an ordered shutdown. Default 10s.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `mapstructure:"log-level"`
+
+	// etcdTiming shortens etcd's election for tests; zero keeps production values.
+	EtcdTickMs, EtcdElectionMs uint `mapstructure:"-"`
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:                 filepath.Join("meridian-data", "hub"),
+		Listen:                  "127.0.0.1:7700",
+		HTTPListen:              "127.0.0.1:7701",
+		EtcdName:                "hub",
+		EtcdClientURL:           "http://127.0.0.1:7702",
+		EtcdPeerURL:             "http://127.0.0.1:7703",
+		EtcdInitialClusterState: "new",
+		MaxRequestBytes:         4 << 20,
+		RequestTimeout:          30 * time.Second,
+		ShutdownTimeout:         10 * time.Second,
+		LogLevel:                "info",
+	}
+}
+
+// External reports whether the hub uses an external etcd.
+func (c *Config) External() bool { return len(c.EtcdEndpoints) > 0 }
+
+// Validate reports every problem at once, each naming the key to fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Listen == "" {
+		bad("listen", "required (host:port)")
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port: %v", c.Listen, err)
+	}
+	if c.HTTPListen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
+			bad("http-listen", "%q is not host:port: %v", c.HTTPListen, err)
+		}
+	}
+	if c.External() {
+		for i, ep := range c.EtcdEndpoints {
+			if err := checkURL(ep); err != nil {
+				bad(fmt.Sprintf("etcd-endpoints[%d]", i), "%v", err)
+			}
+		}
+	} else {
+		if c.DataDir == "" {
+			bad("data-dir", "required for the embedded etcd (or set etcd-endpoints)")
+		}
+		if c.EtcdName == "" {
+			bad("etcd-name", "required")
+		}
+		if err := checkURL(c.EtcdClientURL); err != nil {
+			bad("etcd-client-url", "%v", err)
+		}
+		if err := checkURL(c.EtcdPeerURL); err != nil {
+			bad("etcd-peer-url", "%v", err)
+		}
+		if c.EtcdInitialCluster != "" {
+			found := false
+			for _, member := range strings.Split(c.EtcdInitialCluster, ",") {
+				name, u, ok := strings.Cut(member, "=")
+				if !ok || name == "" {
+					bad("etcd-initial-cluster", "%q is not name=peerURL", member)
+					continue
+				}
+				if err := checkURL(u); err != nil {
+					bad("etcd-initial-cluster", "%s: %v", name, err)
+				}
+				if name == c.EtcdName {
+					found = true
+				}
+			}
+			if !found {
+				bad("etcd-initial-cluster", "does not list this node (etcd-name %q)", c.EtcdName)
+			}
+		}
+		switch c.EtcdInitialClusterState {
+		case "new", "existing":
+		default:
+			bad("etcd-initial-cluster-state", "%q must be new or existing", c.EtcdInitialClusterState)
+		}
+	}
+	if c.MaxRequestBytes <= 0 {
+		bad("max-request-bytes", "must be positive, got %d", c.MaxRequestBytes)
+	}
+	if c.RequestTimeout <= 0 {
+		bad("request-timeout", "must be positive, got %s", c.RequestTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "%q must be debug, info, warn or error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must start with http:// or https://", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host:port", s)
+	}
+	return nil
+}

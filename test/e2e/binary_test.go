@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// meridianBinary builds ./cmd/meridian once per test run.
+func meridianBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "meridian-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "meridian")
+		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/meridian").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// hubProcess is a `meridian hub` running as its own OS process.
+type hubProcess struct {
+	cmd      *exec.Cmd
+	api      string
+	httpAddr string
+	done     chan error
+}
+
+func startHubProcess(t testing.TB, dataDir string) *hubProcess {
+	t.Helper()
+	p := &hubProcess{api: "127.0.0.1:" + freePort(t), httpAddr: "127.0.0.1:" + freePort(t), done: make(chan error, 1)}
+	p.cmd = exec.Command(meridianBinary(t), "hub",
+		"--data-dir", dataDir,
+		"--listen", p.api,
+		"--http-listen", p.httpAddr,
+		"--etcd-client-url", "http://127.0.0.1:"+freePort(t),
+		"--etcd-peer-url", "http://127.0.0.1:"+freePort(t),
+		"--log-level", "warn")
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.stop(t) })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("hub exited before it was ready: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("hub not ready after 30s")
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for an orderly exit.
+func (p *hubProcess) stop(t testing.TB) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Error("hub did not stop within 20s of SIGTERM")
+	}
+}
+
+// rssMiB reads the resident set size of a process from /proc.
+func rssMiB(pid int) (float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return float64(kb) / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// runCLI runs the built binary as a client of api.
+func runCLI(t testing.TB, api string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, meridianBinary(t), append([]string{"--server", api}, args...)...)
+	cmd.Env = append(os.Environ(), "MERIDIAN_CLIENT_CONFIG="+filepath.Join(t.TempDir(), "client.yaml"))
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
