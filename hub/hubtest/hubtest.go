@@ -5,7 +5,9 @@ package hubtest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -47,7 +49,7 @@ func Start(t testing.TB, cfg hub.Config) *hub.Hub {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	h, err := hub.Start(ctx, cfg, nil)
+	h, err := hub.Start(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		t.Fatalf("failed to start hub: %v", err)
 	}
