@@ -16,7 +16,8 @@
 // (compare-and-swap); Apply and Update retry a lost race a bounded number of
 // times unless the caller pinned a resourceVersion, in which case the loss is
 // an ErrConflict. The server owns uid, creationTimestamp, generation and (on
-// Apply) status.
+// Apply) status, by the object rules of package storage (rules.go), which the
+// member's bbolt store applies too.
 //
 // Generation: 1 on creation, then +1 on every write that changes anything
 // outside metadata and status — the spec of kinds that have one, the data of
@@ -33,7 +34,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -41,10 +41,10 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
+	"github.com/meridian-fed/meridian/proto/meridian/storage"
 )
 
 // Prefix is the etcd key prefix of every object.
@@ -116,41 +116,15 @@ type objectRef struct {
 	etcd string
 }
 
-// ref checks kind, namespace and name and returns the object's keys. The
-// namespace of a cluster-scoped kind is ignored, as kubectl ignores -n for
-// such kinds.
-func ref(kind *resource.Kind, namespace, name string) (objectRef, error) {
-	if kind == nil {
-		return objectRef{}, fmt.Errorf("%w: kind is required", ErrInvalid)
-	}
-	if !kind.Namespaced {
-		namespace = ""
-	}
-	key := resource.Key{Kind: kind, Namespace: namespace, Name: name}
-	switch {
-	case name == "":
-		return objectRef{}, fmt.Errorf("%s: %w: metadata.name is required", key, ErrInvalid)
-	case strings.Contains(name, "/"):
-		return objectRef{}, fmt.Errorf("%s: %w: metadata.name must not contain '/'", key, ErrInvalid)
-	case kind.Namespaced && namespace == "":
-		return objectRef{}, fmt.Errorf("%s: %w: metadata.namespace is required for %s", key, ErrInvalid, kind.Plural)
-	case strings.Contains(namespace, "/"):
-		return objectRef{}, fmt.Errorf("%s: %w: metadata.namespace must not contain '/'", key, ErrInvalid)
-	}
-	return objectRef{kind: kind, key: key, etcd: ObjectKey(kind, namespace, name)}, nil
-}
-
-// refOf is ref for a typed object.
-func refOf(obj resource.Object) (objectRef, error) {
-	if obj == nil {
-		return objectRef{}, fmt.Errorf("%w: object is missing", ErrInvalid)
-	}
-	kind, err := resource.KindOf(obj)
+// ref returns the keys of an object from the key storage.CheckKey or
+// storage.CheckObjectKey returned, or their error:
+//
+//	r, err := ref(storage.CheckKey(kind, namespace, name))
+func ref(key resource.Key, err error) (objectRef, error) {
 	if err != nil {
-		return objectRef{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return objectRef{}, err
 	}
-	md := obj.GetMetadata()
-	return ref(kind, md.GetNamespace(), md.GetName())
+	return objectRef{kind: key.Kind, key: key, etcd: ObjectKey(key.Kind, key.Namespace, key.Name)}, nil
 }
 
 // namespaceKey is the etcd key of the Namespace an object lives in, or ""
@@ -164,32 +138,9 @@ func (r objectRef) namespaceKey() string {
 
 var namespaceKind = resource.MustLookup("Namespace")
 
-// encode is the stored form of obj: its protobuf encoding without
-// resourceVersion (which etcd keeps as the mod revision). Deterministic, so
-// that equal objects are equal bytes.
-func encode(obj resource.Object) ([]byte, error) {
-	c := proto.Clone(obj).(resource.Object)
-	resource.Meta(c).ResourceVersion = ""
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("failed to encode %s: %w", obj.ProtoReflect().Descriptor().FullName(), err)
-	}
-	return b, nil
-}
-
-// decode reads a stored object and sets its resourceVersion to rev.
-func decode(kind *resource.Kind, value []byte, rev int64) (resource.Object, error) {
-	obj := kind.New()
-	if err := proto.Unmarshal(value, obj); err != nil {
-		return nil, fmt.Errorf("failed to decode a stored %s: %w", kind.Kind, err)
-	}
-	resource.Meta(obj).ResourceVersion = strconv.FormatInt(rev, 10)
-	return obj, nil
-}
-
 // decodeKV decodes a key-value read from etcd.
 func decodeKV(kind *resource.Kind, kv *mvccpb.KeyValue) (resource.Object, error) {
-	obj, err := decode(kind, kv.Value, kv.ModRevision)
+	obj, err := storage.Decode(kind, kv.Value, kv.ModRevision)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", kv.Key, err)
 	}
@@ -199,7 +150,7 @@ func decodeKV(kind *resource.Kind, kv *mvccpb.KeyValue) (resource.Object, error)
 // Get returns one object. Reads are linearizable: a Get sees every write
 // that completed before it began, whichever etcd member serves it.
 func (s *Store) Get(ctx context.Context, kind *resource.Kind, namespace, name string) (resource.Object, error) {
-	r, err := ref(kind, namespace, name)
+	r, err := ref(storage.CheckKey(kind, namespace, name))
 	if err != nil {
 		return nil, err
 	}

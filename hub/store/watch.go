@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
+	"github.com/meridian-fed/meridian/proto/meridian/storage"
 )
 
 // watchBuffer is how many events Watch holds for a slow reader before it
@@ -128,7 +129,7 @@ func (w *watch) translate(ev *clientv3.Event) (e Event, ok bool, err error) {
 	if ev.PrevKv != nil {
 		// The previous state, stamped with the revision of this change, as
 		// the last state of a deleted object is.
-		if prev, err = decode(w.kind, ev.PrevKv.Value, rev); err != nil {
+		if prev, err = storage.Decode(w.kind, ev.PrevKv.Value, rev); err != nil {
 			return Event{}, false, fmt.Errorf("%s: %w", ev.Kv.Key, err)
 		}
 	}

@@ -10,11 +10,9 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
-	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
+	"github.com/meridian-fed/meridian/proto/meridian/storage"
 )
 
 // Apply creates obj, or updates the stored object of the same kind,
@@ -44,12 +42,12 @@ func (s *Store) Create(ctx context.Context, obj resource.Object) (resource.Objec
 }
 
 func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOnly bool) (resource.Object, ApplyResult, error) {
-	r, err := refOf(obj)
+	r, err := ref(storage.CheckObjectKey(obj))
 	if err != nil {
 		return nil, 0, err
 	}
-	in := normalize(r, obj)
-	wantRV, err := parseRV(r, in.GetMetadata().GetResourceVersion())
+	in := storage.Normalize(r.kind, obj)
+	wantRV, err := storage.ParseResourceVersion(r.key, in.GetMetadata().GetResourceVersion())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -68,7 +66,7 @@ func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOn
 		case cur.kv == nil && !cur.nsExists:
 			return nil, 0, fmt.Errorf("cannot create %s: namespace %q %w", r.key, r.key.Namespace, ErrNotFound)
 		case cur.kv == nil:
-			next, result = s.created(in), Created
+			next, result = storage.PrepareCreate(in, s.newUID(), s.now()), Created
 		case createOnly:
 			return nil, 0, fmt.Errorf("%s %w", r.key, ErrAlreadyExists)
 		case wantRV != 0 && wantRV != cur.kv.ModRevision:
@@ -78,12 +76,10 @@ func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOn
 			if err != nil {
 				return nil, 0, err
 			}
-			if uid := in.GetMetadata().GetUid(); uid != "" && uid != old.GetMetadata().GetUid() {
-				return nil, 0, fmt.Errorf("%s: %w: uid %s is not the stored object's uid %s (it was deleted and created again)",
-					r.key, ErrConflict, uid, old.GetMetadata().GetUid())
-			}
 			var changed bool
-			next, changed = updated(old, proto.Clone(in).(resource.Object), true)
+			if next, changed, err = storage.PrepareApply(r.key, old, in); err != nil {
+				return nil, 0, err
+			}
 			if !changed {
 				return old, Unchanged, nil
 			}
@@ -118,70 +114,6 @@ func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOn
 	}
 }
 
-// normalize returns the object to store from what a caller sent: a copy,
-// with apiVersion and kind filled in if missing, no namespace on a
-// cluster-scoped kind, and a Secret's stringData merged into data.
-func normalize(r objectRef, obj resource.Object) resource.Object {
-	in := proto.Clone(obj).(resource.Object)
-	if in.GetApiVersion() == "" || in.GetKind() == "" {
-		resource.SetTypeMeta(in, r.kind.APIVersions[0], r.kind.Kind)
-	}
-	if !r.kind.Namespaced {
-		resource.Meta(in).Namespace = ""
-	}
-	mergeStringData(in)
-	return in
-}
-
-// mergeStringData moves a Secret's write-only stringData into data, as
-// Kubernetes does; a key in both takes the stringData value.
-func mergeStringData(obj resource.Object) {
-	sec, ok := obj.(*meridianv1.Secret)
-	if !ok || len(sec.StringData) == 0 {
-		return
-	}
-	if sec.Data == nil {
-		sec.Data = make(map[string][]byte, len(sec.StringData))
-	}
-	for k, v := range sec.StringData {
-		sec.Data[k] = []byte(v)
-	}
-	sec.StringData = nil
-}
-
-// created stamps a new object with what the server owns.
-func (s *Store) created(in resource.Object) resource.Object {
-	next := proto.Clone(in).(resource.Object)
-	md := resource.Meta(next)
-	md.Uid = s.newUID()
-	md.CreationTimestamp = timestamppb.New(s.now())
-	md.DeletionTimestamp = nil
-	md.Generation = 1
-	md.ResourceVersion = ""
-	resource.ClearStatus(next)
-	return next
-}
-
-// updated turns next (the caller's new version of old) into the object to
-// store: uid and creationTimestamp from old, status from old if keepStatus
-// (Apply; Update lets controllers write status), generation bumped if the
-// desired state changed. It reports whether the result differs from old.
-func updated(old, next resource.Object, keepStatus bool) (resource.Object, bool) {
-	om, md := old.GetMetadata(), resource.Meta(next)
-	md.Uid = om.GetUid()
-	md.CreationTimestamp = om.GetCreationTimestamp()
-	if keepStatus {
-		md.DeletionTimestamp = om.GetDeletionTimestamp()
-		resource.CopyStatus(next, old)
-	}
-	md.Generation = om.GetGeneration()
-	if !resource.DesiredEqual(old, next) {
-		md.Generation++
-	}
-	md.ResourceVersion = om.GetResourceVersion()
-	return next, !proto.Equal(old, next)
-}
-
 // Update changes one object with mutate and writes it back if it changed,
 // in a compare-and-swap loop: when another writer wins, mutate runs again on
 // a fresh copy (so it must be free of side effects). It is how controllers
@@ -191,7 +123,7 @@ func updated(old, next resource.Object, keepStatus bool) (resource.Object, bool)
 // error from mutate ends Update and is returned wrapped. Without a change
 // Update writes nothing and returns the stored object.
 func (s *Store) Update(ctx context.Context, kind *resource.Kind, namespace, name string, mutate func(resource.Object) error) (resource.Object, error) {
-	r, err := ref(kind, namespace, name)
+	r, err := ref(storage.CheckKey(kind, namespace, name))
 	if err != nil {
 		return nil, err
 	}
@@ -207,19 +139,10 @@ func (s *Store) Update(ctx context.Context, kind *resource.Kind, namespace, name
 		if err != nil {
 			return nil, err
 		}
-		next := proto.Clone(old).(resource.Object)
-		if err := mutate(next); err != nil {
-			return nil, fmt.Errorf("failed to update %s: %w", r.key, err)
+		next, changed, err := storage.PrepareMutate(r.key, old, mutate)
+		if err != nil {
+			return nil, err
 		}
-		if md := next.GetMetadata(); md.GetName() != r.key.Name || (kind.Namespaced && md.GetNamespace() != r.key.Namespace) {
-			return nil, fmt.Errorf("failed to update %s: %w: the update renamed it to %s/%s",
-				r.key, ErrInvalid, md.GetNamespace(), md.GetName())
-		}
-		if !kind.Namespaced {
-			resource.Meta(next).Namespace = ""
-		}
-		mergeStringData(next)
-		next, changed := updated(old, next, false)
 		if !changed {
 			return old, nil
 		}
@@ -243,11 +166,11 @@ func (s *Store) Update(ctx context.Context, kind *resource.Kind, namespace, name
 // another). Deleting a Namespace deletes every namespaced object in it, in
 // the same transaction.
 func (s *Store) Delete(ctx context.Context, kind *resource.Kind, namespace, name, resourceVersion string) (resource.Object, error) {
-	r, err := ref(kind, namespace, name)
+	r, err := ref(storage.CheckKey(kind, namespace, name))
 	if err != nil {
 		return nil, err
 	}
-	wantRV, err := parseRV(r, resourceVersion)
+	wantRV, err := storage.ParseResourceVersion(r.key, resourceVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -280,23 +203,11 @@ func (s *Store) Delete(ctx context.Context, kind *resource.Kind, namespace, name
 	if len(prev) == 0 {
 		return nil, fmt.Errorf("failed to delete %s: etcd returned no previous value", r.key)
 	}
-	obj, err := decode(kind, prev[0].Value, resp.Header.Revision)
+	obj, err := storage.Decode(kind, prev[0].Value, resp.Header.Revision)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.key, err)
 	}
 	return obj, nil
-}
-
-// parseRV parses a resourceVersion precondition; "" is none (0).
-func parseRV(r objectRef, rv string) (int64, error) {
-	if rv == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(rv, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%s: %w: resourceVersion %q is not a revision number", r.key, ErrInvalid, rv)
-	}
-	return n, nil
 }
 
 // state is what a write needs to know about an object's key: its current
@@ -342,7 +253,7 @@ func (s *Store) readState(ctx context.Context, r objectRef) (state, error) {
 // reports whether it wrote and the new revision; if not, the state it found
 // instead, read in the same transaction.
 func (s *Store) write(ctx context.Context, r objectRef, cur state, next resource.Object) (bool, int64, state, error) {
-	val, err := encode(next)
+	val, err := storage.Encode(next)
 	if err != nil {
 		return false, 0, state{}, err
 	}

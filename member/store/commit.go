@@ -77,7 +77,7 @@ func (w *writeTx) put(r objectRef, obj resource.Object, prev *record) error {
 	if len(r.db) > bolt.MaxKeySize {
 		return fmt.Errorf("%s: %w: the key is longer than %d bytes", r.key, storage.ErrInvalid, bolt.MaxKeySize)
 	}
-	data, err := encode(obj)
+	data, err := storage.Encode(obj)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meridian-fed/meridian/member/store"
 	"github.com/meridian-fed/meridian/proto/meridian/storage"
+	"github.com/meridian-fed/meridian/proto/meridian/storage/storagetest"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestConcurrentWritersAndWatchers(t *testing.T) {
 	s := newStore(t, store.WithNoSync())
 	ctx := ctxT(t)
-	mustApply(t, s, namespace("demo"))
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
 	from, err := s.Revision(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +31,7 @@ func TestConcurrentWritersAndWatchers(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range writes {
-				if _, _, err := s.Apply(ctx, deployment("demo", fmt.Sprintf("w%d", w), int32(i), nil), storage.ApplyOptions{}); err != nil {
+				if _, _, err := s.Apply(ctx, storagetest.Deployment("demo", fmt.Sprintf("w%d", w), int32(i), nil), storage.ApplyOptions{}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -66,7 +67,7 @@ func TestConcurrentWritersAndWatchers(t *testing.T) {
 func TestBatchedWrites(t *testing.T) {
 	s := newStore(t)
 	ctx := ctxT(t)
-	mustApply(t, s, namespace("demo"))
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
 	from, err := s.Revision(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ func TestBatchedWrites(t *testing.T) {
 	}
 	for i := range n {
 		wg.Go(func() { // distinct objects: all created
-			obj, err := s.Create(ctx, deployment("demo", fmt.Sprintf("own-%d", i), 1, nil))
+			obj, err := s.Create(ctx, storagetest.Deployment("demo", fmt.Sprintf("own-%d", i), 1, nil))
 			if err != nil {
 				t.Error(err)
 				return
@@ -99,7 +100,7 @@ func TestBatchedWrites(t *testing.T) {
 			record(fmt.Sprintf("own-%d", i), obj)
 		})
 		wg.Go(func() { // one object: created once, then ErrAlreadyExists
-			obj, err := s.Create(ctx, deployment("demo", "shared", int32(i), nil))
+			obj, err := s.Create(ctx, storagetest.Deployment("demo", "shared", int32(i), nil))
 			if errors.Is(err, storage.ErrAlreadyExists) {
 				return
 			}
@@ -114,7 +115,7 @@ func TestBatchedWrites(t *testing.T) {
 		})
 	}
 	wg.Go(func() { // fails a check of its own: the others are not affected
-		_, _, err := s.Apply(ctx, deployment("demo", strings.Repeat("x", 40_000), 1, nil), storage.ApplyOptions{})
+		_, _, err := s.Apply(ctx, storagetest.Deployment("demo", strings.Repeat("x", 40_000), 1, nil), storage.ApplyOptions{})
 		if !errors.Is(err, storage.ErrInvalid) {
 			t.Errorf("Apply with a 40,000-byte name = %v, want ErrInvalid", err)
 		}
@@ -146,11 +147,11 @@ func BenchmarkApply(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			s := newStore(b, bc.opts...)
-			mustApply(b, s, namespace("demo"))
+			storagetest.MustApply(b, s, storagetest.Namespace("demo"))
 			const objects = 100
 			for i := 0; b.Loop(); i++ {
 				// Each write changes the spec: Configured, never Unchanged.
-				mustApply(b, s, deployment("demo", fmt.Sprintf("web-%d", i%objects), int32(i), map[string]string{"app": "web"}))
+				storagetest.MustApply(b, s, storagetest.Deployment("demo", fmt.Sprintf("web-%d", i%objects), int32(i), map[string]string{"app": "web"}))
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "applies/s")
 		})
@@ -161,14 +162,14 @@ func BenchmarkApply(b *testing.B) {
 // commits share fsyncs.
 func BenchmarkApplyParallel(b *testing.B) {
 	s := newStore(b)
-	mustApply(b, s, namespace("demo"))
+	storagetest.MustApply(b, s, storagetest.Namespace("demo"))
 	var n atomic.Int64
 	// As many writers as a member has busy controllers and node agents.
 	b.SetParallelism(8)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			if _, _, err := s.Apply(context.Background(), deployment("demo", fmt.Sprintf("web-%d", i%100), int32(i), nil), storage.ApplyOptions{}); err != nil {
+			if _, _, err := s.Apply(context.Background(), storagetest.Deployment("demo", fmt.Sprintf("web-%d", i%100), int32(i), nil), storage.ApplyOptions{}); err != nil {
 				b.Error(err)
 				return
 			}

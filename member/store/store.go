@@ -1,8 +1,9 @@
 // Package store keeps a member's typed objects in one bbolt file, so that
 // everything the member holds (its work from the hub, pods, nodes, events)
 // survives a restart of the member agent. It implements storage.Interface
-// with the same rules as the hub's etcd store (hub/store); the conformance
-// suite in proto/meridian/storage/storagetest holds both to them.
+// with the same rules as the hub's etcd store (hub/store): both apply the
+// object rules of package storage, and the conformance suite in
+// proto/meridian/storage/storagetest holds both to them.
 //
 // # Layout
 //
@@ -59,7 +60,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +67,6 @@ import (
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
@@ -360,33 +359,9 @@ func getRecord(tx *bolt.Tx, key string) (*record, error) {
 	return parseRecord([]byte(key), v)
 }
 
-// encode is the stored form of obj: its protobuf encoding without
-// resourceVersion (the record's mod revision). Deterministic, so that equal
-// objects are equal bytes.
-func encode(obj resource.Object) ([]byte, error) {
-	c := proto.Clone(obj).(resource.Object)
-	resource.Meta(c).ResourceVersion = ""
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("failed to encode %s: %w", obj.ProtoReflect().Descriptor().FullName(), err)
-	}
-	return b, nil
-}
-
-// decode reads a stored object and sets its resourceVersion to rev. The
-// object owns its memory: proto.Unmarshal copies what it reads.
-func decode(kind *resource.Kind, data []byte, rev int64) (resource.Object, error) {
-	obj := kind.New()
-	if err := proto.Unmarshal(data, obj); err != nil {
-		return nil, fmt.Errorf("failed to decode a stored %s: %w", kind.Kind, err)
-	}
-	resource.Meta(obj).ResourceVersion = strconv.FormatInt(rev, 10)
-	return obj, nil
-}
-
 // Get returns one object.
 func (s *Store) Get(ctx context.Context, kind *resource.Kind, namespace, name string) (resource.Object, error) {
-	r, err := ref(kind, namespace, name)
+	r, err := ref(storage.CheckKey(kind, namespace, name))
 	if err != nil {
 		return nil, err
 	}
@@ -402,7 +377,7 @@ func (s *Store) Get(ctx context.Context, kind *resource.Kind, namespace, name st
 		if rec == nil {
 			return fmt.Errorf("%s %w", r.key, storage.ErrNotFound)
 		}
-		if obj, err = decode(kind, rec.data, rec.modRev); err != nil {
+		if obj, err = storage.Decode(kind, rec.data, rec.modRev); err != nil {
 			return fmt.Errorf("%s: %w", r.key, err)
 		}
 		return nil
@@ -443,7 +418,7 @@ func (s *Store) List(ctx context.Context, kind *resource.Kind, namespace string,
 			if err != nil {
 				return err
 			}
-			obj, err := decode(kind, rec.data, rec.modRev)
+			obj, err := storage.Decode(kind, rec.data, rec.modRev)
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}

@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,23 +16,18 @@ import (
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	"github.com/meridian-fed/meridian/proto/meridian/storage"
 	"github.com/meridian-fed/meridian/proto/meridian/storage/storagetest"
-	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
 var (
 	deployments = resource.MustLookup("Deployment")
 	namespaces  = resource.MustLookup("Namespace")
 	configMaps  = resource.MustLookup("ConfigMap")
-	t0          = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 )
 
-// testOptions are a fixed clock and sequential uids ("uid-1", "uid-2", ...).
+// testOptions are a fixed clock (storagetest.T0) and sequential uids
+// ("uid-1", "uid-2", ...).
 func testOptions() []store.Option {
-	var n atomic.Int64
-	return []store.Option{
-		store.WithClock(func() time.Time { return t0 }),
-		store.WithUIDGenerator(func() string { return fmt.Sprintf("uid-%d", n.Add(1)) }),
-	}
+	return []store.Option{store.WithClock(storagetest.Clock), store.WithUIDGenerator(storagetest.SequentialUIDs())}
 }
 
 // open opens the store at path and closes it when the test ends.
@@ -63,39 +56,6 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func namespace(name string) *meridianv1.Namespace {
-	ns := namespaces.New().(*meridianv1.Namespace)
-	resource.Meta(ns).Name = name
-	return ns
-}
-
-func deployment(ns, name string, replicas int32, lbls map[string]string) *meridianv1.Deployment {
-	d := deployments.New().(*meridianv1.Deployment)
-	resource.Meta(d).Namespace = ns
-	resource.Meta(d).Name = name
-	resource.Meta(d).Labels = lbls
-	d.Spec = &meridianv1.DeploymentSpec{Replicas: proto.Int32(replicas)}
-	return d
-}
-
-func mustApply(t testing.TB, s storage.Interface, obj resource.Object) (resource.Object, storage.ApplyResult) {
-	t.Helper()
-	out, res, err := s.Apply(context.Background(), obj, storage.ApplyOptions{})
-	if err != nil {
-		t.Fatalf("Apply(%s): %v", obj.GetMetadata().GetName(), err)
-	}
-	return out, res
-}
-
-func rv(t *testing.T, obj resource.Object) int64 {
-	t.Helper()
-	n, err := strconv.ParseInt(obj.GetMetadata().GetResourceVersion(), 10, 64)
-	if err != nil {
-		t.Fatalf("resourceVersion %q: %v", obj.GetMetadata().GetResourceVersion(), err)
-	}
-	return n
-}
-
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Interface {
 		return newStore(t)
@@ -117,11 +77,11 @@ func TestConformanceSmallHistory(t *testing.T) {
 
 func TestCreatedFields(t *testing.T) {
 	s := newStore(t)
-	mustApply(t, s, namespace("demo"))
-	got, _ := mustApply(t, s, deployment("demo", "web", 1, nil))
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
+	got, _ := storagetest.MustApply(t, s, storagetest.Deployment("demo", "web", 1, nil))
 	md := got.GetMetadata()
-	if md.GetUid() != "uid-2" || !md.GetCreationTimestamp().AsTime().Equal(t0) || rv(t, got) != 2 {
-		t.Fatalf("created = %v, want uid-2 at %v, resourceVersion 2", md, t0)
+	if md.GetUid() != "uid-2" || !md.GetCreationTimestamp().AsTime().Equal(storagetest.T0) || storagetest.ResourceVersion(t, got) != 2 {
+		t.Fatalf("created = %v, want uid-2 at %v, resourceVersion 2", md, storagetest.T0)
 	}
 }
 
@@ -134,9 +94,9 @@ func TestRestartKeepsObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustApply(t, s, namespace("demo"))
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
 	for i := range 5 {
-		mustApply(t, s, deployment("demo", fmt.Sprintf("web-%d", i), int32(i), map[string]string{"app": "web"}))
+		storagetest.MustApply(t, s, storagetest.Deployment("demo", fmt.Sprintf("web-%d", i), int32(i), map[string]string{"app": "web"}))
 	}
 	// The last write is a delete: its revision must not be reused.
 	if _, err := s.Delete(ctx, deployments, "demo", "web-4", ""); err != nil {
@@ -155,7 +115,7 @@ func TestRestartKeepsObjects(t *testing.T) {
 	if _, err := s.Get(ctx, deployments, "demo", "web-0"); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Get after Close = %v, want ErrClosed", err)
 	}
-	if _, _, err := s.Apply(ctx, deployment("demo", "web-9", 1, nil), storage.ApplyOptions{}); !errors.Is(err, store.ErrClosed) {
+	if _, _, err := s.Apply(ctx, storagetest.Deployment("demo", "web-9", 1, nil), storage.ApplyOptions{}); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Apply after Close = %v, want ErrClosed", err)
 	}
 
@@ -173,9 +133,9 @@ func TestRestartKeepsObjects(t *testing.T) {
 		}
 	}
 	// Writing goes on from where it was: the next revision, never an old one.
-	d, res := mustApply(t, s2, deployment("demo", "web-0", 7, map[string]string{"app": "web"}))
+	d, res := storagetest.MustApply(t, s2, storagetest.Deployment("demo", "web-0", 7, map[string]string{"app": "web"}))
 	if res != storage.Configured || d.GetMetadata().GetUid() != before[0].GetMetadata().GetUid() ||
-		rv(t, d) != beforeRev+1 || d.GetMetadata().GetGeneration() != 2 {
+		storagetest.ResourceVersion(t, d) != beforeRev+1 || d.GetMetadata().GetGeneration() != 2 {
 		t.Fatalf("apply after restart: %v %v, want configured at %d", res, d, beforeRev+1)
 	}
 
@@ -187,7 +147,7 @@ func TestRestartKeepsObjects(t *testing.T) {
 		t.Fatalf("watch from before the restart = %v %v", e.Type, e.Err)
 	}
 	e = <-s2.Watch(ctx, deployments, "", nil, beforeRev)
-	if e.Type != storage.Modified || e.Revision != rv(t, d) {
+	if e.Type != storage.Modified || e.Revision != storagetest.ResourceVersion(t, d) {
 		t.Fatalf("watch from the restart's revision = %v@%d %v", e.Type, e.Revision, e.Err)
 	}
 }
@@ -198,8 +158,8 @@ func TestCommittedWritesSurviveACrash(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, filepath.Join(dir, "member.db"))
 	ctx := ctxT(t)
-	mustApply(t, s, namespace("demo"))
-	last, _ := mustApply(t, s, deployment("demo", "web", 3, nil))
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
+	last, _ := storagetest.MustApply(t, s, storagetest.Deployment("demo", "web", 3, nil))
 
 	crashed := filepath.Join(dir, "crashed.db")
 	copyFile(t, s.Path(), crashed)
@@ -208,8 +168,8 @@ func TestCommittedWritesSurviveACrash(t *testing.T) {
 	if err != nil || !proto.Equal(got, last) {
 		t.Fatalf("after the crash: %v, %v; want %v", got, err, last)
 	}
-	if rev, err := s2.Revision(ctx); err != nil || rev != rv(t, last) {
-		t.Fatalf("revision after the crash = %d, %v; want %d", rev, err, rv(t, last))
+	if rev, err := s2.Revision(ctx); err != nil || rev != storagetest.ResourceVersion(t, last) {
+		t.Fatalf("revision after the crash = %d, %v; want %d", rev, err, storagetest.ResourceVersion(t, last))
 	}
 }
 

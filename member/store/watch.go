@@ -301,7 +301,7 @@ func (w *watcher) translate(c *change) (e storage.Event, ok bool, err error) {
 	if c.prev != nil && (c.deleted || w.sel != nil) {
 		// The previous state, stamped with the revision of this change, as
 		// the last state of a deleted object is.
-		if prev, err = decode(w.kind, c.prev, c.rev); err != nil {
+		if prev, err = storage.Decode(w.kind, c.prev, c.rev); err != nil {
 			return storage.Event{}, false, fmt.Errorf("%s: %w", c.key, err)
 		}
 	}
@@ -311,7 +311,7 @@ func (w *watcher) translate(c *change) (e storage.Event, ok bool, err error) {
 		}
 		return storage.Event{Type: storage.Deleted, Object: prev, Revision: c.rev}, true, nil
 	}
-	obj, err := decode(w.kind, c.data, c.rev)
+	obj, err := storage.Decode(w.kind, c.data, c.rev)
 	if err != nil {
 		return storage.Event{}, false, fmt.Errorf("%s: %w", c.key, err)
 	}

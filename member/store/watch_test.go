@@ -9,6 +9,7 @@ import (
 
 	"github.com/meridian-fed/meridian/member/store"
 	"github.com/meridian-fed/meridian/proto/meridian/storage"
+	"github.com/meridian-fed/meridian/proto/meridian/storage/storagetest"
 )
 
 // drain reads ch until it closes and returns what it read.
@@ -36,13 +37,13 @@ func TestSlowWatcherMustRelist(t *testing.T) {
 	const history = 16
 	s := newStore(t, store.WithWatchHistory(history))
 	ctx := ctxT(t)
-	mustApply(t, s, namespace("demo"))
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
 	ch := s.Watch(ctx, deployments, "demo", nil, 0)
 
 	done := make(chan error)
 	go func() {
 		for i := range 10 * history {
-			if _, _, err := s.Apply(ctx, deployment("demo", "web", int32(i), nil), storage.ApplyOptions{}); err != nil {
+			if _, _, err := s.Apply(ctx, storagetest.Deployment("demo", "web", int32(i), nil), storage.ApplyOptions{}); err != nil {
 				done <- err
 				return
 			}
@@ -85,8 +86,8 @@ func TestSlowWatcherMustRelist(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch = s.Watch(ctx, deployments, "demo", nil, listRev)
-	d, _ := mustApply(t, s, deployment("demo", "web", 1000, nil))
-	if e := <-ch; e.Type != storage.Modified || e.Revision != rv(t, d) {
+	d, _ := storagetest.MustApply(t, s, storagetest.Deployment("demo", "web", 1000, nil))
+	if e := <-ch; e.Type != storage.Modified || e.Revision != storagetest.ResourceVersion(t, d) {
 		t.Fatalf("after the relist: %v@%d %v", e.Type, e.Revision, e.Err)
 	}
 }
@@ -96,9 +97,9 @@ func TestSlowWatcherMustRelist(t *testing.T) {
 func TestHistoryBound(t *testing.T) {
 	s := newStore(t, store.WithWatchHistory(4))
 	ctx := ctxT(t)
-	mustApply(t, s, namespace("demo")) // 1
+	storagetest.MustApply(t, s, storagetest.Namespace("demo")) // 1
 	for i := range 6 {
-		mustApply(t, s, deployment("demo", "web", int32(i), nil)) // 2..7
+		storagetest.MustApply(t, s, storagetest.Deployment("demo", "web", int32(i), nil)) // 2..7
 	}
 	// Held: 4..7. From 3 on every change is held; from 2 not.
 	e := <-s.Watch(ctx, deployments, "", nil, 2)
@@ -117,9 +118,9 @@ func TestHistoryBound(t *testing.T) {
 func TestCompact(t *testing.T) {
 	s := newStore(t)
 	ctx := ctxT(t)
-	mustApply(t, s, namespace("demo"))
-	mustApply(t, s, deployment("demo", "web", 1, nil))
-	mustApply(t, s, deployment("demo", "web", 2, nil))
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
+	storagetest.MustApply(t, s, storagetest.Deployment("demo", "web", 1, nil))
+	storagetest.MustApply(t, s, storagetest.Deployment("demo", "web", 2, nil))
 	if err := s.Compact(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -148,11 +149,11 @@ func TestCloseEndsWatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := ctxT(t)
-	mustApply(t, s, namespace("demo"))
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
 	idle := s.Watch(ctx, configMaps, "", nil, 0) // waiting for a change
 	full := s.Watch(ctx, deployments, "", nil, 0)
 	for i := range 40 { // more than the channel holds: its goroutine waits to send
-		mustApply(t, s, deployment("demo", fmt.Sprintf("web-%d", i), 1, nil))
+		storagetest.MustApply(t, s, storagetest.Deployment("demo", fmt.Sprintf("web-%d", i), 1, nil))
 	}
 	closed := make(chan error)
 	go func() { closed <- s.Close() }()

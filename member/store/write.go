@@ -9,7 +9,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	"github.com/meridian-fed/meridian/proto/meridian/storage"
@@ -48,12 +47,12 @@ func (s *Store) Create(ctx context.Context, obj resource.Object) (resource.Objec
 }
 
 func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOnly bool) (resource.Object, storage.ApplyResult, error) {
-	r, err := refOf(obj)
+	r, err := ref(storage.CheckObjectKey(obj))
 	if err != nil {
 		return nil, 0, err
 	}
-	in := normalize(r, obj)
-	wantRV, err := parseRV(r, in.GetMetadata().GetResourceVersion())
+	in := storage.Normalize(r.kind, obj)
+	wantRV, err := storage.ParseResourceVersion(r.key, in.GetMetadata().GetResourceVersion())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -126,21 +125,20 @@ func (s *Store) plan(tx *bolt.Tx, r objectRef, in resource.Object, wantRV int64,
 	case cur == nil && !nsExists:
 		return applyPlan{}, fmt.Errorf("cannot create %s: namespace %q %w", r.key, r.key.Namespace, storage.ErrNotFound)
 	case cur == nil:
-		return applyPlan{result: storage.Created, obj: s.created(in)}, nil
+		return applyPlan{result: storage.Created, obj: storage.PrepareCreate(in, s.newUID(), s.now())}, nil
 	case createOnly:
 		return applyPlan{}, fmt.Errorf("%s %w", r.key, storage.ErrAlreadyExists)
 	case wantRV != 0 && wantRV != cur.modRev:
 		return applyPlan{}, &storage.ConflictError{Key: r.key.String(), Requested: wantRV, Current: cur.modRev}
 	}
-	old, err := decode(r.kind, cur.data, cur.modRev)
+	old, err := storage.Decode(r.kind, cur.data, cur.modRev)
 	if err != nil {
 		return applyPlan{}, fmt.Errorf("%s: %w", r.key, err)
 	}
-	if uid := in.GetMetadata().GetUid(); uid != "" && uid != old.GetMetadata().GetUid() {
-		return applyPlan{}, fmt.Errorf("%s: %w: uid %s is not the stored object's uid %s (it was deleted and created again)",
-			r.key, storage.ErrConflict, uid, old.GetMetadata().GetUid())
+	next, changed, err := storage.PrepareApply(r.key, old, in)
+	if err != nil {
+		return applyPlan{}, err
 	}
-	next, changed := updated(old, proto.Clone(in).(resource.Object), true)
 	if !changed {
 		return applyPlan{result: storage.Unchanged, obj: old, cur: cur}, nil
 	}
@@ -157,7 +155,7 @@ func (s *Store) plan(tx *bolt.Tx, r objectRef, in resource.Object, wantRV int64,
 // and is returned wrapped. Without a change Update writes nothing and
 // returns the stored object.
 func (s *Store) Update(ctx context.Context, kind *resource.Kind, namespace, name string, mutate func(resource.Object) error) (resource.Object, error) {
-	r, err := ref(kind, namespace, name)
+	r, err := ref(storage.CheckKey(kind, namespace, name))
 	if err != nil {
 		return nil, err
 	}
@@ -169,23 +167,14 @@ func (s *Store) Update(ctx context.Context, kind *resource.Kind, namespace, name
 		if cur == nil {
 			return nil, fmt.Errorf("%s %w", r.key, storage.ErrNotFound)
 		}
-		old, err := decode(kind, cur.data, cur.modRev)
+		old, err := storage.Decode(kind, cur.data, cur.modRev)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r.key, err)
 		}
-		next := proto.Clone(old).(resource.Object)
-		if err := mutate(next); err != nil {
-			return nil, fmt.Errorf("failed to update %s: %w", r.key, err)
+		next, changed, err := storage.PrepareMutate(r.key, old, mutate)
+		if err != nil {
+			return nil, err
 		}
-		if md := next.GetMetadata(); md.GetName() != r.key.Name || (kind.Namespaced && md.GetNamespace() != r.key.Namespace) {
-			return nil, fmt.Errorf("failed to update %s: %w: the update renamed it to %s/%s",
-				r.key, storage.ErrInvalid, md.GetNamespace(), md.GetName())
-		}
-		if !kind.Namespaced {
-			resource.Meta(next).Namespace = ""
-		}
-		mergeStringData(next)
-		next, changed := updated(old, next, false)
 		if !changed {
 			return old, nil
 		}
@@ -260,11 +249,11 @@ func (s *Store) retryRecord(ctx context.Context, r objectRef, attempt int, lost 
 // another). Deleting a Namespace deletes every namespaced object in it, in
 // the same transaction and at the same revision.
 func (s *Store) Delete(ctx context.Context, kind *resource.Kind, namespace, name, resourceVersion string) (resource.Object, error) {
-	r, err := ref(kind, namespace, name)
+	r, err := ref(storage.CheckKey(kind, namespace, name))
 	if err != nil {
 		return nil, err
 	}
-	wantRV, err := parseRV(r, resourceVersion)
+	wantRV, err := storage.ParseResourceVersion(r.key, resourceVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +268,7 @@ func (s *Store) Delete(ctx context.Context, kind *resource.Kind, namespace, name
 		case wantRV != 0 && wantRV != cur.modRev:
 			return &storage.ConflictError{Key: r.key.String(), Requested: wantRV, Current: cur.modRev}
 		}
-		if last, err = decode(kind, cur.data, w.rev); err != nil {
+		if last, err = storage.Decode(kind, cur.data, w.rev); err != nil {
 			return fmt.Errorf("%s: %w", r.key, err)
 		}
 		if err := w.delete(kind, []byte(r.db), cur); err != nil {

@@ -16,6 +16,16 @@
 //   - List then Watch from the list's revision sees every later change
 //     exactly once, in order; a revision too old to replay ends the watch
 //     with an Error event carrying a *CompactedError (relist).
+//
+// The object rules every Store applies, whatever it keeps objects in, are
+// functions of this package (rules.go), so that the stores cannot drift
+// apart: CheckKey and CheckObjectKey (which keys are valid),
+// ParseResourceVersion (the precondition), Normalize and MergeStringData
+// (what a caller's object becomes), PrepareCreate, PrepareUpdate,
+// PrepareApply and PrepareMutate (what the server owns in an object on
+// create and update, and generation), and Encode and Decode (an object's
+// stored form). The conformance suite, storagetest, checks the behaviour
+// through each Store.
 package storage
 
 import (

@@ -20,12 +20,12 @@ func testGetAndList(f *fixture) {
 	// "a-b" sorts before "a/" in key order; List must still put namespace
 	// "a" first, and a List of "a" must not include "a-b".
 	for _, ns := range []string{"b", "a-b", "a"} {
-		f.apply(namespace(ns))
+		f.apply(Namespace(ns))
 	}
-	f.apply(deployment("b", "z", 1, map[string]string{"tier": "web"}))
-	f.apply(deployment("a-b", "x", 1, map[string]string{"tier": "db"}))
-	f.apply(deployment("a", "y", 1, map[string]string{"tier": "web"}))
-	last, _ := f.apply(deployment("a", "x", 1, map[string]string{"tier": "web", "canary": "true"}))
+	f.apply(Deployment("b", "z", 1, map[string]string{"tier": "web"}))
+	f.apply(Deployment("a-b", "x", 1, map[string]string{"tier": "db"}))
+	f.apply(Deployment("a", "y", 1, map[string]string{"tier": "web"}))
+	last, _ := f.apply(Deployment("a", "x", 1, map[string]string{"tier": "web", "canary": "true"}))
 
 	got, err := f.st.Get(f.ctx, deployments, "a", "x")
 	if err != nil {
@@ -88,11 +88,11 @@ func testGetAndList(f *fixture) {
 }
 
 func testInvalidRequests(f *fixture) {
-	f.apply(namespace("demo"))
-	noName := deployment("demo", "", 1, nil)
-	noNamespace := deployment("", "web", 1, nil)
-	slash := deployment("demo", "a/b", 1, nil)
-	badRV := deployment("demo", "web", 1, nil)
+	f.apply(Namespace("demo"))
+	noName := Deployment("demo", "", 1, nil)
+	noNamespace := Deployment("", "web", 1, nil)
+	slash := Deployment("demo", "a/b", 1, nil)
+	badRV := Deployment("demo", "web", 1, nil)
 	badRV.Metadata.ResourceVersion = "twelve"
 	for _, obj := range []resource.Object{noName, noNamespace, slash, badRV} {
 		if _, _, err := f.st.Apply(f.ctx, obj, storage.ApplyOptions{}); !errors.Is(err, storage.ErrInvalid) {
@@ -119,8 +119,8 @@ func testInvalidRequests(f *fixture) {
 
 // Callers own what the store returns: changing it changes nothing stored.
 func testReturnedObjectsAreCopies(f *fixture) {
-	f.apply(namespace("demo"))
-	in := deployment("demo", "web", 1, map[string]string{"app": "web"})
+	f.apply(Namespace("demo"))
+	in := Deployment("demo", "web", 1, map[string]string{"app": "web"})
 	out, _ := f.apply(in)
 	in.Spec.Replicas = proto.Int32(5)
 	out.(*meridianv1.Deployment).Spec.Replicas = proto.Int32(6)
@@ -140,9 +140,9 @@ func testReturnedObjectsAreCopies(f *fixture) {
 }
 
 func testApplyCreateUpdateUnchanged(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 
-	in := deployment("demo", "web", 1, map[string]string{"app": "web"})
+	in := Deployment("demo", "web", 1, map[string]string{"app": "web"})
 	in.Status = &meridianv1.DeploymentStatus{ReadyReplicas: 9} // server-owned: dropped
 	created, res := f.apply(in)
 	if res != storage.Created {
@@ -163,23 +163,23 @@ func testApplyCreateUpdateUnchanged(f *fixture) {
 		want    storage.ApplyResult
 		wantGen int64
 	}{
-		{"same again", deployment("demo", "web", 1, map[string]string{"app": "web"}), storage.Unchanged, 1},
+		{"same again", Deployment("demo", "web", 1, map[string]string{"app": "web"}), storage.Unchanged, 1},
 		{"status in the request is ignored", func() *meridianv1.Deployment {
-			d := deployment("demo", "web", 1, map[string]string{"app": "web"})
+			d := Deployment("demo", "web", 1, map[string]string{"app": "web"})
 			d.Status = &meridianv1.DeploymentStatus{ReadyReplicas: 3}
 			d.Metadata.Generation = 42
 			d.Metadata.CreationTimestamp = timestamppb.New(md.GetCreationTimestamp().AsTime().Add(time.Hour))
 			return d
 		}(), storage.Unchanged, 1},
-		{"labels only", deployment("demo", "web", 1, map[string]string{"app": "web", "tier": "front"}), storage.Configured, 1},
+		{"labels only", Deployment("demo", "web", 1, map[string]string{"app": "web", "tier": "front"}), storage.Configured, 1},
 		{"annotations only", func() *meridianv1.Deployment {
-			d := deployment("demo", "web", 1, map[string]string{"app": "web", "tier": "front"})
+			d := Deployment("demo", "web", 1, map[string]string{"app": "web", "tier": "front"})
 			d.Metadata.Annotations = map[string]string{"note": "x"}
 			return d
 		}(), storage.Configured, 1},
-		{"spec", deployment("demo", "web", 3, map[string]string{"app": "web", "tier": "front"}), storage.Configured, 2},
-		{"spec and labels", deployment("demo", "web", 4, nil), storage.Configured, 3},
-		{"same as stored", deployment("demo", "web", 4, nil), storage.Unchanged, 3},
+		{"spec", Deployment("demo", "web", 3, map[string]string{"app": "web", "tier": "front"}), storage.Configured, 2},
+		{"spec and labels", Deployment("demo", "web", 4, nil), storage.Configured, 3},
+		{"same as stored", Deployment("demo", "web", 4, nil), storage.Unchanged, 3},
 	}
 	prev := created
 	for _, tt := range tests {
@@ -209,15 +209,15 @@ func testApplyCreateUpdateUnchanged(f *fixture) {
 // ConfigMap and Secret have no spec: their data is their desired state. A
 // Secret's stringData is merged into data, by Apply and by Update.
 func testApplyKindsWithoutSpec(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 
-	cm, _ := f.apply(configMap("demo", "cfg", map[string]string{"a": "1"}))
-	labelled := configMap("demo", "cfg", map[string]string{"a": "1"})
+	cm, _ := f.apply(ConfigMap("demo", "cfg", map[string]string{"a": "1"}))
+	labelled := ConfigMap("demo", "cfg", map[string]string{"a": "1"})
 	labelled.Metadata.Labels = map[string]string{"x": "y"}
 	if cm, _ = f.apply(labelled); cm.GetMetadata().GetGeneration() != 1 {
 		f.Fatalf("label change bumped a ConfigMap's generation to %d", cm.GetMetadata().GetGeneration())
 	}
-	changed := configMap("demo", "cfg", map[string]string{"a": "2"})
+	changed := ConfigMap("demo", "cfg", map[string]string{"a": "2"})
 	if cm, _ = f.apply(changed); cm.GetMetadata().GetGeneration() != 2 {
 		f.Fatalf("data change left a ConfigMap's generation at %d, want 2", cm.GetMetadata().GetGeneration())
 	}
@@ -257,27 +257,27 @@ func testApplyKindsWithoutSpec(f *fixture) {
 }
 
 func testApplyDryRun(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 	dry := storage.ApplyOptions{DryRun: true}
 	before := f.revision()
 
-	got, res, err := f.st.Apply(f.ctx, deployment("demo", "web", 1, nil), dry)
+	got, res, err := f.st.Apply(f.ctx, Deployment("demo", "web", 1, nil), dry)
 	if err != nil || res != storage.Created || got.GetMetadata().GetGeneration() != 1 || got.GetMetadata().GetResourceVersion() != "" {
 		f.Fatalf("dry-run create = %v, %v, %v", got, res, err)
 	}
 	if _, err := f.st.Get(f.ctx, deployments, "demo", "web"); !errors.Is(err, storage.ErrNotFound) {
 		f.Fatalf("dry-run create wrote: %v", err)
 	}
-	if _, _, err := f.st.Apply(f.ctx, deployment("nope", "web", 1, nil), dry); !errors.Is(err, storage.ErrNotFound) {
+	if _, _, err := f.st.Apply(f.ctx, Deployment("nope", "web", 1, nil), dry); !errors.Is(err, storage.ErrNotFound) {
 		f.Fatalf("dry-run create in a missing namespace = %v, want ErrNotFound", err)
 	}
 
-	real, _ := f.apply(deployment("demo", "web", 1, nil))
-	got, res, err = f.st.Apply(f.ctx, deployment("demo", "web", 2, nil), dry)
+	real, _ := f.apply(Deployment("demo", "web", 1, nil))
+	got, res, err = f.st.Apply(f.ctx, Deployment("demo", "web", 2, nil), dry)
 	if err != nil || res != storage.Configured || got.GetMetadata().GetGeneration() != 2 || f.rv(got) != f.rv(real) {
 		f.Fatalf("dry-run update = %v, %v, %v", got, res, err)
 	}
-	stale := deployment("demo", "web", 2, nil)
+	stale := Deployment("demo", "web", 2, nil)
 	stale.Metadata.ResourceVersion = strconv.FormatInt(f.rv(real)-1, 10)
 	if _, _, err := f.st.Apply(f.ctx, stale, dry); !errors.Is(err, storage.ErrConflict) {
 		f.Fatalf("dry-run update with a stale resourceVersion = %v, want ErrConflict", err)
@@ -292,9 +292,9 @@ func testApplyDryRun(f *fixture) {
 }
 
 func testApplyPreconditions(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 
-	missing := deployment("demo", "web", 1, nil)
+	missing := Deployment("demo", "web", 1, nil)
 	missing.Metadata.ResourceVersion = "5"
 	_, _, err := f.st.Apply(f.ctx, missing, storage.ApplyOptions{})
 	if !errors.Is(err, storage.ErrNotFound) || err.Error() !=
@@ -302,9 +302,9 @@ func testApplyPreconditions(f *fixture) {
 		f.Fatalf("apply with a resourceVersion to a missing object = %v", err)
 	}
 
-	v1, _ := f.apply(deployment("demo", "web", 1, nil))
-	v2, _ := f.apply(deployment("demo", "web", 2, nil))
-	stale := deployment("demo", "web", 3, nil)
+	v1, _ := f.apply(Deployment("demo", "web", 1, nil))
+	v2, _ := f.apply(Deployment("demo", "web", 2, nil))
+	stale := Deployment("demo", "web", 3, nil)
 	stale.Metadata.ResourceVersion = v1.GetMetadata().GetResourceVersion()
 	_, _, err = f.st.Apply(f.ctx, stale, storage.ApplyOptions{})
 	want := fmt.Sprintf("deployments/demo/web: the object has been modified (resourceVersion %d, now %d); re-read it and try again", f.rv(v1), f.rv(v2))
@@ -313,28 +313,28 @@ func testApplyPreconditions(f *fixture) {
 		f.Fatalf("stale apply = %v\nwant %s", err, want)
 	}
 
-	fresh := deployment("demo", "web", 3, nil)
+	fresh := Deployment("demo", "web", 3, nil)
 	fresh.Metadata.ResourceVersion = v2.GetMetadata().GetResourceVersion()
 	if _, res := f.apply(fresh); res != storage.Configured {
 		f.Fatalf("apply at the current resourceVersion = %v", res)
 	}
 
-	otherUID := deployment("demo", "web", 3, nil)
+	otherUID := Deployment("demo", "web", 3, nil)
 	otherUID.Metadata.Uid = "someone-else"
 	if _, _, err := f.st.Apply(f.ctx, otherUID, storage.ApplyOptions{}); !errors.Is(err, storage.ErrConflict) {
 		f.Fatalf("apply with another uid = %v, want ErrConflict", err)
 	}
-	sameUID := deployment("demo", "web", 3, nil)
+	sameUID := Deployment("demo", "web", 3, nil)
 	sameUID.Metadata.Uid = v1.GetMetadata().GetUid()
 	if _, res := f.apply(sameUID); res != storage.Unchanged {
 		f.Fatalf("apply with the stored uid = %v, want unchanged", res)
 	}
 
-	if _, err := f.st.Create(f.ctx, deployment("demo", "web", 1, nil)); !errors.Is(err, storage.ErrAlreadyExists) ||
+	if _, err := f.st.Create(f.ctx, Deployment("demo", "web", 1, nil)); !errors.Is(err, storage.ErrAlreadyExists) ||
 		err.Error() != "deployments/demo/web already exists" {
 		f.Fatalf("Create of an existing object = %v", err)
 	}
-	got, err := f.st.Create(f.ctx, deployment("demo", "api", 1, nil))
+	got, err := f.st.Create(f.ctx, Deployment("demo", "api", 1, nil))
 	if err != nil || got.GetMetadata().GetGeneration() != 1 || got.GetMetadata().GetUid() == "" ||
 		got.GetMetadata().GetUid() == v1.GetMetadata().GetUid() || f.rv(got) != f.revision() {
 		f.Fatalf("Create = %v, %v", got, err)
@@ -344,20 +344,20 @@ func testApplyPreconditions(f *fixture) {
 // A namespaced object can only be created in an existing Namespace.
 func testNamespaceMustExist(f *fixture) {
 	want := `cannot create deployments/nope/web: namespace "nope" not found`
-	if _, _, err := f.st.Apply(f.ctx, deployment("nope", "web", 1, nil), storage.ApplyOptions{}); !errors.Is(err, storage.ErrNotFound) || err.Error() != want {
+	if _, _, err := f.st.Apply(f.ctx, Deployment("nope", "web", 1, nil), storage.ApplyOptions{}); !errors.Is(err, storage.ErrNotFound) || err.Error() != want {
 		f.Fatalf("Apply in a missing namespace = %v\nwant %s", err, want)
 	}
-	if _, err := f.st.Create(f.ctx, deployment("nope", "web", 1, nil)); !errors.Is(err, storage.ErrNotFound) || err.Error() != want {
+	if _, err := f.st.Create(f.ctx, Deployment("nope", "web", 1, nil)); !errors.Is(err, storage.ErrNotFound) || err.Error() != want {
 		f.Fatalf("Create in a missing namespace = %v\nwant %s", err, want)
 	}
 	// Cluster-scoped kinds need no namespace, and ignore one given.
-	ns := namespace("nope")
+	ns := Namespace("nope")
 	ns.Metadata.Namespace = "ignored"
 	got, _ := f.apply(ns)
 	if got.GetMetadata().GetNamespace() != "" {
 		f.Fatalf("namespace stored with a namespace: %v", got)
 	}
-	if _, res := f.apply(deployment("nope", "web", 1, nil)); res != storage.Created {
+	if _, res := f.apply(Deployment("nope", "web", 1, nil)); res != storage.Created {
 		f.Fatalf("Apply in the new namespace = %v", res)
 	}
 }
@@ -366,7 +366,7 @@ func testNamespaceMustExist(f *fixture) {
 // its own replica count, so every write that is not Unchanged changes the
 // spec, and the final generation counts them all: no write was lost.
 func testConcurrentAppliers(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 
 	const writers, rounds = 4, 10
 	var (
@@ -378,7 +378,7 @@ func testConcurrentAppliers(f *fixture) {
 	for w := range writers {
 		wg.Go(func() {
 			for range rounds {
-				_, res, err := f.st.Apply(f.ctx, deployment("demo", "web", int32(w), nil), storage.ApplyOptions{})
+				_, res, err := f.st.Apply(f.ctx, Deployment("demo", "web", int32(w), nil), storage.ApplyOptions{})
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)

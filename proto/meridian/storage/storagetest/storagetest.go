@@ -15,6 +15,11 @@
 // are optional and skipped. What is implementation-specific — how a store
 // forgets history — comes in through Options; the subtests that need an
 // option the caller did not give are skipped.
+//
+// The helpers the suite writes objects with (Namespace, Deployment,
+// ConfigMap, MustApply, ResourceVersion) and a fixed Clock and
+// SequentialUIDs for a store's options are exported for the stores' own
+// tests of what the suite does not cover.
 package storagetest
 
 import (
@@ -22,6 +27,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,13 +134,17 @@ var (
 	secrets     = resource.MustLookup("Secret")
 )
 
-func namespace(name string) *meridianv1.Namespace {
+// The objects the suite writes, for the stores' own tests too.
+
+// Namespace is a Namespace named name.
+func Namespace(name string) *meridianv1.Namespace {
 	ns := namespaces.New().(*meridianv1.Namespace)
 	resource.Meta(ns).Name = name
 	return ns
 }
 
-func deployment(ns, name string, replicas int32, lbls map[string]string) *meridianv1.Deployment {
+// Deployment is a Deployment of replicas in namespace ns, labelled lbls.
+func Deployment(ns, name string, replicas int32, lbls map[string]string) *meridianv1.Deployment {
 	d := deployments.New().(*meridianv1.Deployment)
 	resource.Meta(d).Namespace = ns
 	resource.Meta(d).Name = name
@@ -143,7 +153,8 @@ func deployment(ns, name string, replicas int32, lbls map[string]string) *meridi
 	return d
 }
 
-func configMap(ns, name string, data map[string]string) *meridianv1.ConfigMap {
+// ConfigMap is a ConfigMap holding data in namespace ns.
+func ConfigMap(ns, name string, data map[string]string) *meridianv1.ConfigMap {
 	c := configMaps.New().(*meridianv1.ConfigMap)
 	resource.Meta(c).Namespace = ns
 	resource.Meta(c).Name = name
@@ -151,14 +162,46 @@ func configMap(ns, name string, data map[string]string) *meridianv1.ConfigMap {
 	return c
 }
 
+// T0 is the time Clock tells.
+var T0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// Clock is a clock stopped at T0, for a store's WithClock option in its own
+// tests (the suite does not depend on the store's clock).
+func Clock() time.Time { return T0 }
+
+// SequentialUIDs returns a generator of the uids "uid-1", "uid-2", ..., for
+// a store's WithUIDGenerator option in its own tests (the suite does not
+// depend on the store's uids). It is safe for concurrent use.
+func SequentialUIDs() func() string {
+	var n atomic.Int64
+	return func() string { return fmt.Sprintf("uid-%d", n.Add(1)) }
+}
+
+// MustApply applies obj to st and fails t on error.
+func MustApply(t testing.TB, st storage.Interface, obj resource.Object) (resource.Object, storage.ApplyResult) {
+	t.Helper()
+	out, res, err := st.Apply(context.Background(), obj, storage.ApplyOptions{})
+	if err != nil {
+		t.Fatalf("Apply(%s): %v", obj.GetMetadata().GetName(), err)
+	}
+	return out, res
+}
+
+// ResourceVersion is obj's resourceVersion as a number; it fails t if it is
+// not one.
+func ResourceVersion(t testing.TB, obj resource.Object) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(obj.GetMetadata().GetResourceVersion(), 10, 64)
+	if err != nil {
+		t.Fatalf("resourceVersion %q: %v", obj.GetMetadata().GetResourceVersion(), err)
+	}
+	return n
+}
+
 // apply applies obj and fails the test on error.
 func (f *fixture) apply(obj resource.Object) (resource.Object, storage.ApplyResult) {
 	f.Helper()
-	out, res, err := f.st.Apply(f.ctx, obj, storage.ApplyOptions{})
-	if err != nil {
-		f.Fatalf("Apply(%s): %v", obj.GetMetadata().GetName(), err)
-	}
-	return out, res
+	return MustApply(f.T, f.st, obj)
 }
 
 // revision is the store's current revision.
@@ -174,11 +217,7 @@ func (f *fixture) revision() int64 {
 // rv is an object's resourceVersion as a number.
 func (f *fixture) rv(obj resource.Object) int64 {
 	f.Helper()
-	n, err := strconv.ParseInt(obj.GetMetadata().GetResourceVersion(), 10, 64)
-	if err != nil {
-		f.Fatalf("resourceVersion %q: %v", obj.GetMetadata().GetResourceVersion(), err)
-	}
-	return n
+	return ResourceVersion(f.T, obj)
 }
 
 // names renders objects as "ns/name" (or "name").

@@ -14,8 +14,8 @@ import (
 )
 
 func testUpdate(f *fixture) {
-	f.apply(namespace("demo"))
-	created, _ := f.apply(deployment("demo", "web", 1, nil))
+	f.apply(Namespace("demo"))
+	created, _ := f.apply(Deployment("demo", "web", 1, nil))
 
 	// A status write: generation stays, resourceVersion moves.
 	got, err := f.st.Update(f.ctx, deployments, "demo", "web", func(o resource.Object) error {
@@ -53,7 +53,7 @@ func testUpdate(f *fixture) {
 	}
 
 	// Apply keeps the status a controller wrote.
-	applied, _ := f.apply(deployment("demo", "web", 6, nil))
+	applied, _ := f.apply(Deployment("demo", "web", 6, nil))
 	if applied.(*meridianv1.Deployment).GetStatus().GetReadyReplicas() != 1 || applied.GetMetadata().GetGeneration() != 3 {
 		f.Fatalf("apply after a status update = %v", applied)
 	}
@@ -78,8 +78,8 @@ func testUpdate(f *fixture) {
 
 // Update is a compare-and-swap loop: concurrent increments are all kept.
 func testUpdateConcurrentIncrements(f *fixture) {
-	f.apply(namespace("demo"))
-	f.apply(configMap("demo", "counter", map[string]string{"n": "0"}))
+	f.apply(Namespace("demo"))
+	f.apply(ConfigMap("demo", "counter", map[string]string{"n": "0"}))
 
 	const workers, increments = 4, 10
 	var wg sync.WaitGroup
@@ -120,9 +120,9 @@ func testUpdateConcurrentIncrements(f *fixture) {
 }
 
 func testDelete(f *fixture) {
-	f.apply(namespace("demo"))
-	created, _ := f.apply(deployment("demo", "web", 1, nil))
-	updated, _ := f.apply(deployment("demo", "web", 2, nil))
+	f.apply(Namespace("demo"))
+	created, _ := f.apply(Deployment("demo", "web", 1, nil))
+	updated, _ := f.apply(Deployment("demo", "web", 2, nil))
 
 	_, err := f.st.Delete(f.ctx, deployments, "demo", "web", created.GetMetadata().GetResourceVersion())
 	var conflict *storage.ConflictError
@@ -150,12 +150,12 @@ func testDelete(f *fixture) {
 		f.Fatalf("second Delete = %v, want \"deployments/demo/web not found\"", err)
 	}
 	// Unconditional delete.
-	f.apply(deployment("demo", "api", 1, nil))
+	f.apply(Deployment("demo", "api", 1, nil))
 	if _, err := f.st.Delete(f.ctx, deployments, "demo", "api", ""); err != nil {
 		f.Fatal(err)
 	}
 	// Created again, it is a new object.
-	again, res := f.apply(deployment("demo", "web", 1, nil))
+	again, res := f.apply(Deployment("demo", "web", 1, nil))
 	if res != storage.Created || again.GetMetadata().GetUid() == updated.GetMetadata().GetUid() || again.GetMetadata().GetGeneration() != 1 {
 		f.Fatalf("re-created = %v %v", res, again)
 	}
@@ -163,10 +163,10 @@ func testDelete(f *fixture) {
 
 func testNamespaceDeleteCascades(f *fixture) {
 	for _, ns := range []string{"a", "a-b"} {
-		f.apply(namespace(ns))
-		f.apply(deployment(ns, "web", 1, nil))
-		f.apply(deployment(ns, "api", 1, nil))
-		f.apply(configMap(ns, "settings", map[string]string{"k": "v"}))
+		f.apply(Namespace(ns))
+		f.apply(Deployment(ns, "web", 1, nil))
+		f.apply(Deployment(ns, "api", 1, nil))
+		f.apply(ConfigMap(ns, "settings", map[string]string{"k": "v"}))
 	}
 	nsObj, err := f.st.Delete(f.ctx, namespaces, "", "a", "")
 	if err != nil {
@@ -190,7 +190,7 @@ func testNamespaceDeleteCascades(f *fixture) {
 		f.Fatalf("objects after deleting namespace a:\n%v\nwant\n%v", left, want)
 	}
 	// And nothing can be created in it any more.
-	_, _, err = f.st.Apply(f.ctx, deployment("a", "web", 1, nil), storage.ApplyOptions{})
+	_, _, err = f.st.Apply(f.ctx, Deployment("a", "web", 1, nil), storage.ApplyOptions{})
 	if !errors.Is(err, storage.ErrNotFound) || err.Error() != `cannot create deployments/a/web: namespace "a" not found` {
 		f.Fatalf("Apply in a deleted namespace = %v", err)
 	}
@@ -200,7 +200,7 @@ func testNamespaceDeleteCascades(f *fixture) {
 // none, and a deleted object's revision is not reused.
 func testRevisionOnlyGrows(f *fixture) {
 	start := f.revision()
-	ns, _ := f.apply(namespace("demo"))
+	ns, _ := f.apply(Namespace("demo"))
 	if f.rv(ns) <= start || f.revision() != f.rv(ns) {
 		f.Fatalf("namespace at %d, store from %d to %d", f.rv(ns), start, f.revision())
 	}
@@ -214,7 +214,7 @@ func testRevisionOnlyGrows(f *fixture) {
 		seen[rev], last = true, rev
 	}
 	for i := range 3 {
-		d, _ := f.apply(deployment("demo", "web", int32(i), nil))
+		d, _ := f.apply(Deployment("demo", "web", int32(i), nil))
 		step("apply", f.rv(d))
 	}
 	gone, err := f.st.Delete(f.ctx, deployments, "demo", "web", "")
@@ -222,7 +222,7 @@ func testRevisionOnlyGrows(f *fixture) {
 		f.Fatal(err)
 	}
 	step("delete", f.rv(gone))
-	if _, _, err := f.st.Apply(f.ctx, deployment("nope", "web", 1, nil), storage.ApplyOptions{}); err == nil {
+	if _, _, err := f.st.Apply(f.ctx, Deployment("nope", "web", 1, nil), storage.ApplyOptions{}); err == nil {
 		f.Fatal("apply in a missing namespace succeeded")
 	}
 	if _, err := f.st.Delete(f.ctx, deployments, "demo", "web", ""); err == nil {
@@ -234,7 +234,7 @@ func testRevisionOnlyGrows(f *fixture) {
 	if now := f.revision(); now != last {
 		f.Fatalf("revision moved from %d to %d without a write", last, now)
 	}
-	d, res := f.apply(deployment("demo", "web", 1, nil))
+	d, res := f.apply(Deployment("demo", "web", 1, nil))
 	if res != storage.Created {
 		f.Fatalf("re-create = %v", res)
 	}

@@ -16,17 +16,17 @@ import (
 )
 
 func testWatchAddedModifiedDeleted(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 	_, from, err := f.st.List(f.ctx, deployments, "demo", nil)
 	if err != nil {
 		f.Fatal(err)
 	}
 	ch := f.st.Watch(f.ctx, deployments, "demo", nil, from)
 
-	c, _ := f.apply(deployment("demo", "web", 1, nil))
-	f.apply(deployment("demo", "web", 1, nil)) // unchanged: no event
-	m, _ := f.apply(deployment("demo", "web", 2, nil))
-	f.apply(configMap("demo", "web", nil)) // another kind: no event
+	c, _ := f.apply(Deployment("demo", "web", 1, nil))
+	f.apply(Deployment("demo", "web", 1, nil)) // unchanged: no event
+	m, _ := f.apply(Deployment("demo", "web", 2, nil))
+	f.apply(ConfigMap("demo", "web", nil)) // another kind: no event
 	d, err := f.st.Delete(f.ctx, deployments, "demo", "web", "")
 	if err != nil {
 		f.Fatal(err)
@@ -42,7 +42,7 @@ func testWatchAddedModifiedDeleted(f *fixture) {
 // writes: the watch reports exactly the writes after the list, once each,
 // in order, and the list plus the events is the final state.
 func testListThenWatch(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 	const writes = 60
 	var (
 		mu      sync.Mutex
@@ -77,7 +77,7 @@ func testListThenWatch(f *fixture) {
 				}
 			} else {
 				var res storage.ApplyResult
-				obj, res, err = f.st.Apply(f.ctx, deployment("demo", name, int32(i), nil), storage.ApplyOptions{})
+				obj, res, err = f.st.Apply(f.ctx, Deployment("demo", name, int32(i), nil), storage.ApplyOptions{})
 				typ = map[storage.ApplyResult]string{storage.Created: "ADDED", storage.Configured: "MODIFIED"}[res]
 			}
 			if err != nil {
@@ -147,11 +147,11 @@ func testListThenWatch(f *fixture) {
 // Resuming from the revision of the last event handled gets exactly the
 // events after it: none twice, none lost.
 func testWatchResume(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 	from := f.revision()
 	var want []string
 	write := func(name string, replicas int32) {
-		d, res := f.apply(deployment("demo", name, replicas, nil))
+		d, res := f.apply(Deployment("demo", name, replicas, nil))
 		typ := "MODIFIED"
 		if res == storage.Created {
 			typ = "ADDED"
@@ -186,13 +186,13 @@ func testWatchResume(f *fixture) {
 
 	// From now: only what comes next.
 	now := f.st.Watch(f.ctx, deployments, "", nil, 0)
-	d, _ := f.apply(deployment("demo", "b", 3, nil))
+	d, _ := f.apply(Deployment("demo", "b", 3, nil))
 	f.expect(f.collect(now, 1), fmt.Sprintf("MODIFIED demo/b@%d", f.rv(d)))
 }
 
 func testWatchSelectorAndNamespace(f *fixture) {
-	f.apply(namespace("a"))
-	f.apply(namespace("a-b"))
+	f.apply(Namespace("a"))
+	f.apply(Namespace("a-b"))
 	from := f.revision()
 	sel, err := labels.Parse("app=web")
 	if err != nil {
@@ -202,16 +202,16 @@ func testWatchSelectorAndNamespace(f *fixture) {
 
 	web := map[string]string{"app": "web"}
 	db := map[string]string{"app": "db"}
-	f.apply(deployment("a", "x", 1, db))           // not matching: nothing
-	f.apply(deployment("a-b", "x", 1, web))        // other namespace: nothing
-	e1, _ := f.apply(deployment("a", "x", 1, web)) // starts matching: ADDED
-	e2, _ := f.apply(deployment("a", "x", 2, web)) // MODIFIED
-	e3, _ := f.apply(deployment("a", "x", 2, db))  // stops matching: DELETED
-	f.apply(deployment("a", "x", 3, db))           // not matching: nothing
+	f.apply(Deployment("a", "x", 1, db))           // not matching: nothing
+	f.apply(Deployment("a-b", "x", 1, web))        // other namespace: nothing
+	e1, _ := f.apply(Deployment("a", "x", 1, web)) // starts matching: ADDED
+	e2, _ := f.apply(Deployment("a", "x", 2, web)) // MODIFIED
+	e3, _ := f.apply(Deployment("a", "x", 2, db))  // stops matching: DELETED
+	f.apply(Deployment("a", "x", 3, db))           // not matching: nothing
 	if _, err := f.st.Delete(f.ctx, deployments, "a", "x", ""); err != nil {
 		f.Fatal(err) // deleted while not matching: nothing
 	}
-	e4, _ := f.apply(deployment("a", "y", 1, web)) // ADDED
+	e4, _ := f.apply(Deployment("a", "y", 1, web)) // ADDED
 	e5, err := f.st.Delete(f.ctx, deployments, "a", "y", "")
 	if err != nil {
 		f.Fatal(err) // deleted while matching: DELETED
@@ -241,11 +241,11 @@ func testWatchSelectorAndNamespace(f *fixture) {
 }
 
 func testWatchNamespaceDeletion(f *fixture) {
-	f.apply(namespace("demo"))
-	f.apply(namespace("demo-2"))
-	f.apply(deployment("demo", "api", 1, nil))
-	f.apply(deployment("demo", "web", 1, nil))
-	f.apply(deployment("demo-2", "web", 1, nil))
+	f.apply(Namespace("demo"))
+	f.apply(Namespace("demo-2"))
+	f.apply(Deployment("demo", "api", 1, nil))
+	f.apply(Deployment("demo", "web", 1, nil))
+	f.apply(Deployment("demo-2", "web", 1, nil))
 	from := f.revision()
 	ch := f.st.Watch(f.ctx, deployments, "", nil, from)
 	nsCh := f.st.Watch(f.ctx, namespaces, "", nil, from)
@@ -266,10 +266,10 @@ func testWatchCompacted(f *fixture) {
 	if f.opts.Compact == nil {
 		f.Skip("no storagetest.WithCompact for this store")
 	}
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 	old := f.revision()
-	f.apply(deployment("demo", "web", 1, nil))
-	f.apply(deployment("demo", "web", 2, nil))
+	f.apply(Deployment("demo", "web", 1, nil))
+	f.apply(Deployment("demo", "web", 2, nil))
 	now := f.revision()
 	f.opts.Compact(f.T, f.st, now)
 
@@ -290,12 +290,12 @@ func testWatchCompacted(f *fixture) {
 		f.Fatalf("relist = %v, %v", objs, err)
 	}
 	ch = f.st.Watch(f.ctx, deployments, "", nil, listRev)
-	d, _ := f.apply(deployment("demo", "web", 3, nil))
+	d, _ := f.apply(Deployment("demo", "web", 3, nil))
 	f.expect(f.collect(ch, 1), fmt.Sprintf("MODIFIED demo/web@%d", f.rv(d)))
 }
 
 func testWatchEndsWithContext(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 	ctx, cancel := context.WithCancel(f.ctx)
 	ch := f.st.Watch(ctx, deployments, "", nil, 0)
 	cancel()
@@ -305,7 +305,7 @@ func testWatchEndsWithContext(f *fixture) {
 	ctx, cancel = context.WithCancel(f.ctx)
 	ch = f.st.Watch(ctx, deployments, "", nil, f.revision())
 	for i := range 40 {
-		f.apply(deployment("demo", "web", int32(i), nil))
+		f.apply(Deployment("demo", "web", int32(i), nil))
 	}
 	cancel()
 	deadline := time.After(f.opts.EventTimeout)
@@ -337,7 +337,7 @@ func testWatchInvalid(f *fixture) {
 
 // No goroutine outlives the watch's context.
 func testWatchGoroutinesEndWithContext(f *fixture) {
-	f.apply(namespace("demo"))
+	f.apply(Namespace("demo"))
 	from := f.revision()
 	baseline := runtime.NumGoroutine()
 
@@ -346,7 +346,7 @@ func testWatchGoroutinesEndWithContext(f *fixture) {
 	for range 10 {
 		chans = append(chans, f.st.Watch(wctx, deployments, "demo", nil, from))
 	}
-	d, _ := f.apply(deployment("demo", "web", 1, nil))
+	d, _ := f.apply(Deployment("demo", "web", 1, nil))
 	for _, ch := range chans {
 		f.expect(f.collect(ch, 1), fmt.Sprintf("ADDED demo/web@%d", f.rv(d)))
 	}
