@@ -43,6 +43,9 @@ func newRootCommand() *cobra.Command {
 	cf := addClientFlags(root)
 	root.AddCommand(
 		newHubCommand(),
+		newMemberCommand(),
+		newLogsCommand(cf),
+		newRolloutCommand(cf),
 		newDevCommand(),
 		newApplyCommand(cf),
 		newGetCommand(cf),
