@@ -20,6 +20,9 @@ import (
 // hub's default listen address.
 const defaultServer = "127.0.0.1:7700"
 
+// maxResponseBytes bounds one API response the client accepts.
+const maxResponseBytes = 512 << 20
+
 // clientFlags are the flags every client command shares.
 type clientFlags struct {
 	server     string
@@ -169,7 +172,9 @@ func (cf *clientFlags) dial() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(server, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A list of every pod of a large member is bigger than gRPC's default 4 MiB.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("--server %q: %w", server, err)
 	}
