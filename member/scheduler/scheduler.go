@@ -50,8 +50,12 @@ type Config struct {
 	// Profile is the plugin pipeline (default DefaultProfile()).
 	Profile Profile
 	// Binders is how many bindings and status writes run at once (default
-	// 16): a binding is a store round trip, so while they wait the
+	// 64): a binding is a store round trip, so while they wait the
 	// scheduling goroutine goes on placing pods against the assumed ones.
+	// Each binding waits for a commit (an fsync) twice, for the pod and for
+	// its Scheduled event, and the store commits concurrent writes
+	// together: with 16, binding capped a member near 600 pods/s with the
+	// store mostly idle between small commits.
 	Binders int
 	// RetryInterval is how often pods nothing could place are tried again
 	// even if no node or pod changed (default 30 s).
@@ -97,7 +101,7 @@ func New(st storage.Interface, set *controller.InformerSet, cfg Config) (*Schedu
 		return nil, fmt.Errorf("invalid scheduler config: binders (%d) and retry interval (%v) must not be negative", cfg.Binders, cfg.RetryInterval)
 	}
 	if cfg.Binders == 0 {
-		cfg.Binders = 16
+		cfg.Binders = 64
 	}
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = 30 * time.Second

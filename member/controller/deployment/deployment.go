@@ -184,14 +184,54 @@ func (c *Controller) event(ctx context.Context, obj resource.Object, typ, reason
 type state struct {
 	d       *meridianv1.Deployment
 	desired int32
-	rss     []*meridianv1.ReplicaSet     // owned, oldest first
-	pods    map[string][]*meridianv1.Pod // active pods by ReplicaSet uid
-	running map[string]int               // pods not ended, terminating ones too, by ReplicaSet uid
-	newRS   *meridianv1.ReplicaSet       // runs the current template; nil if none yet
-	created bool                         // newRS was created by this sync
+	rss     []*meridianv1.ReplicaSet // owned, oldest first
+	newRS   *meridianv1.ReplicaSet   // runs the current template; nil if none yet
+	created bool                     // newRS was created by this sync
 	now     time.Time
 	surge   int32 // resolved maxSurge (0 for Recreate)
 	unavail int32 // resolved maxUnavailable (0 for Recreate)
+
+	// The pods are read from podCache on first use (activePods,
+	// runningPods), not for every sync: a Deployment is queued on every
+	// pod event of its ReplicaSets, and only a rollout in progress needs
+	// its pods; walking every pod of the namespace each time made the
+	// controller's cost grow with the square of the pods.
+	podCache *controller.Informer
+	loaded   bool
+	pods     map[string][]*meridianv1.Pod // active pods by ReplicaSet uid
+	running  map[string]int               // pods not ended, terminating ones too, by ReplicaSet uid
+}
+
+// activePods returns rs's active pods.
+func (s *state) activePods(rs *meridianv1.ReplicaSet) []*meridianv1.Pod {
+	s.loadPods()
+	return s.pods[rs.GetMetadata().GetUid()]
+}
+
+// runningPods counts rs's pods that have not ended, terminating ones too.
+func (s *state) runningPods(rs *meridianv1.ReplicaSet) int {
+	s.loadPods()
+	return s.running[rs.GetMetadata().GetUid()]
+}
+
+// loadPods sorts the namespace's pods by controlling ReplicaSet, once.
+func (s *state) loadPods() {
+	if s.loaded {
+		return
+	}
+	s.loaded = true
+	s.pods, s.running = map[string][]*meridianv1.Pod{}, map[string]int{}
+	for _, o := range s.podCache.List(s.d.GetMetadata().GetNamespace(), nil) {
+		p := o.(*meridianv1.Pod)
+		ref := controller.ControllerOf(p)
+		if ref == nil || ref.GetKind() != rsKind.Kind || podutil.IsPodTerminal(p) {
+			continue
+		}
+		s.running[ref.GetUid()]++
+		if podutil.IsPodActive(p) {
+			s.pods[ref.GetUid()] = append(s.pods[ref.GetUid()], p)
+		}
+	}
 }
 
 // old returns the ReplicaSets other than newRS, oldest first.
@@ -222,7 +262,7 @@ func (s *state) put(rs *meridianv1.ReplicaSet) {
 // counted, and the active pods the cache holds (a scaled-down ReplicaSet
 // keeps its surplus until its controller deletes it).
 func (s *state) upper(rs *meridianv1.ReplicaSet) int32 {
-	return max(replicas(rs), rs.GetStatus().GetReplicas(), int32(len(s.pods[rs.GetMetadata().GetUid()])))
+	return max(replicas(rs), rs.GetStatus().GetReplicas(), int32(len(s.activePods(rs))))
 }
 
 // lower bounds the available pods rs keeps once its controller has brought
@@ -230,7 +270,7 @@ func (s *state) upper(rs *meridianv1.ReplicaSet) int32 {
 // min(spec, available) available ones.
 func (s *state) lower(rs *meridianv1.ReplicaSet) int32 {
 	n := int32(0)
-	for _, p := range s.pods[rs.GetMetadata().GetUid()] {
+	for _, p := range s.activePods(rs) {
 		if podutil.IsPodAvailable(p, s.d.GetSpec().GetMinReadySeconds(), s.now) {
 			n++
 		}
@@ -312,7 +352,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 
 // newState gathers a sync's view of d.
 func (c *Controller) newState(d *meridianv1.Deployment, owned []resource.Object) (*state, error) {
-	s := &state{d: d, desired: desiredReplicas(d), pods: map[string][]*meridianv1.Pod{}, running: map[string]int{}, now: c.now()}
+	s := &state{d: d, desired: desiredReplicas(d), now: c.now(), podCache: c.pods}
 	for _, o := range owned {
 		s.rss = append(s.rss, o.(*meridianv1.ReplicaSet))
 	}
@@ -322,22 +362,9 @@ func (c *Controller) newState(d *meridianv1.Deployment, owned []resource.Object)
 		}
 		return strings.Compare(a.GetMetadata().GetName(), b.GetMetadata().GetName())
 	})
-	uids := map[string]bool{}
 	for _, rs := range s.rss {
-		uids[rs.GetMetadata().GetUid()] = true
 		if s.newRS == nil && podutil.TemplatesEqual(rs.GetSpec().GetTemplate(), d.GetSpec().GetTemplate(), podutil.PodTemplateHashLabel) {
 			s.newRS = rs
-		}
-	}
-	for _, o := range c.pods.List(d.GetMetadata().GetNamespace(), nil) {
-		p := o.(*meridianv1.Pod)
-		ref := controller.ControllerOf(p)
-		if ref == nil || !uids[ref.GetUid()] || podutil.IsPodTerminal(p) {
-			continue
-		}
-		s.running[ref.GetUid()]++
-		if podutil.IsPodActive(p) {
-			s.pods[ref.GetUid()] = append(s.pods[ref.GetUid()], p)
 		}
 	}
 	// Recreate leaves both bounds 0: it never surges, and its Available

@@ -86,7 +86,7 @@ func (c *Controller) rolloutRecreate(ctx context.Context, s *state) error {
 // counting terminating ones: their processes may still run.
 func oldPodsRunning(s *state) bool {
 	for _, rs := range s.old() {
-		if rs.GetStatus().GetReplicas() > 0 || s.running[rs.GetMetadata().GetUid()] > 0 {
+		if rs.GetStatus().GetReplicas() > 0 || s.runningPods(rs) > 0 {
 			return true
 		}
 	}
@@ -200,7 +200,6 @@ func (c *Controller) ensureNewRS(ctx context.Context, s *state, create bool) err
 			got := created.(*meridianv1.ReplicaSet)
 			s.newRS, s.created = got, true
 			s.put(got)
-			s.pods[got.GetMetadata().GetUid()] = nil
 			if n > 0 {
 				c.event(ctx, d, controller.EventNormal, ReasonScalingReplicaSet, "Scaled up replica set %s from 0 to %d", got.GetMetadata().GetName(), n)
 			}
@@ -330,6 +329,9 @@ func (c *Controller) reconcileNew(ctx context.Context, s *state) (bool, error) {
 // is a lower bound of what will be available, so the bound holds even
 // while ReplicaSets catch up with their specs.
 func (c *Controller) reconcileOld(ctx context.Context, s *state) (bool, error) {
+	if !slices.ContainsFunc(s.old(), func(rs *meridianv1.ReplicaSet) bool { return replicas(rs) > 0 }) {
+		return false, nil // nothing to scale down: spare counting every pod
+	}
 	budget := -(s.desired - s.unavail)
 	for _, rs := range s.rss {
 		budget += s.lower(rs)
@@ -412,7 +414,7 @@ func (c *Controller) cleanup(ctx context.Context, s *state) error {
 	}
 	var idle []*meridianv1.ReplicaSet
 	for _, rs := range s.old() {
-		if replicas(rs) == 0 && rs.GetStatus().GetReplicas() == 0 && s.running[rs.GetMetadata().GetUid()] == 0 &&
+		if replicas(rs) == 0 && rs.GetStatus().GetReplicas() == 0 && s.runningPods(rs) == 0 &&
 			rs.GetStatus().GetObservedGeneration() >= rs.GetMetadata().GetGeneration() {
 			idle = append(idle, rs)
 		}
