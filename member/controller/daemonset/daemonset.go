@@ -17,7 +17,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -346,38 +345,9 @@ func (c *Controller) deletePods(ctx context.Context, key string, v *view, pods [
 	if len(pods) == 0 {
 		return nil
 	}
-	names := make([]string, len(pods))
-	for i, p := range pods {
-		names[i] = p.GetMetadata().GetName()
-	}
-	c.exp.ExpectDeletions(key, names...)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, p := range pods {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			md := p.GetMetadata()
-			deleted, err := podutil.DeletePod(ctx, c.st, p)
-			if !deleted {
-				c.exp.DeletionObserved(key, md.GetName())
-			}
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
-			if deleted {
-				c.event(ctx, v.ds, controller.EventNormal, ReasonSuccessfulDelete, "Deleted pod: %s", md.GetName())
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return podutil.DeletePods(ctx, c.st, c.exp, key, pods, func(name string) {
+		c.event(ctx, v.ds, controller.EventNormal, ReasonSuccessfulDelete, "Deleted pod: %s", name)
+	})
 }
 
 // updateStatus writes the counts Kubernetes reports: on nodes that should

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -252,4 +253,44 @@ func DependentHandler(q *controller.Queue, ownerKind string, owners *controller.
 			queue(o)
 		},
 	}
+}
+
+// DeletePods deletes pods in parallel with DeletePod. exp is told to expect
+// each deletion (under the controller's key) before it is made, and the
+// ones that will never be observed — the pod was gone or going already, or
+// the delete failed — are settled at once. onDeleted runs for every pod
+// actually deleted (to record an event). The errors are joined.
+func DeletePods(ctx context.Context, st storage.Interface, exp *Expectations, key string, pods []*meridianv1.Pod, onDeleted func(name string)) error {
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = p.GetMetadata().GetName()
+	}
+	exp.ExpectDeletions(key, names...)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error // guarded by mu
+	)
+	for _, p := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := p.GetMetadata().GetName()
+			deleted, err := DeletePod(ctx, st, p)
+			if !deleted {
+				exp.DeletionObserved(key, name)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			if deleted && onDeleted != nil {
+				onDeleted(name)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -228,39 +227,9 @@ func (c *Controller) createPods(ctx context.Context, key string, rs *meridianv1.
 // gracefully if it runs on a node), in parallel, expecting each deletion
 // before it is made.
 func (c *Controller) deletePods(ctx context.Context, key string, rs *meridianv1.ReplicaSet, pods []*meridianv1.Pod, why string) error {
-	names := make([]string, len(pods))
-	for i, p := range pods {
-		names[i] = p.GetMetadata().GetName()
-	}
-	c.exp.ExpectDeletions(key, names...)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, p := range pods {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			md := p.GetMetadata()
-			deleted, err := podutil.DeletePod(ctx, c.st, p)
-			if !deleted {
-				// Gone or going already, or failed: no event will settle it.
-				c.exp.DeletionObserved(key, md.GetName())
-			}
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
-			if deleted {
-				c.event(ctx, rs, controller.EventNormal, ReasonSuccessfulDelete, "Deleted %s pod: %s", why, md.GetName())
-			}
-		}()
-	}
-	wg.Wait()
-	err := errors.Join(errs...)
+	err := podutil.DeletePods(ctx, c.st, c.exp, key, pods, func(name string) {
+		c.event(ctx, rs, controller.EventNormal, ReasonSuccessfulDelete, "Deleted %s pod: %s", why, name)
+	})
 	if err != nil {
 		c.event(ctx, rs, controller.EventWarning, ReasonFailedDelete, "Error deleting: %v", err)
 	}
