@@ -50,6 +50,11 @@ type Config struct {
 	// Each member of a federation on one machine needs its own. Default
 	// 127.1.0.0/16.
 	PodCIDR string `mapstructure:"pod-cidr"`
+	// ServiceCIDR is the member's range of Service virtual addresses,
+	// inside 127.0.0.0/8 and apart from PodCIDR (whose addresses the node
+	// agents own). Each member on one machine needs its own. Default
+	// 127.2.0.0/16.
+	ServiceCIDR string `mapstructure:"service-cidr"`
 	// Runtime is exec (real processes) or sim (simulated pods).
 	Runtime string `mapstructure:"runtime"`
 
@@ -83,6 +88,7 @@ func DefaultConfig() Config {
 		Listen:           "127.0.0.1:7710",
 		HTTPListen:       "127.0.0.1:7711",
 		PodCIDR:          "127.1.0.0/16",
+		ServiceCIDR:      "127.2.0.0/16",
 		Runtime:          "exec",
 		NodeCount:        1,
 		NodeCPU:          strconv.Itoa(runtime.NumCPU()),
@@ -145,10 +151,9 @@ func (c *Config) Validate() error {
 			bad("http-listen", "%q is not host:port: %v", c.HTTPListen, err)
 		}
 	}
-	if p, err := netip.ParsePrefix(c.PodCIDR); err != nil {
-		bad("pod-cidr", "%q is not a CIDR: %v", c.PodCIDR, err)
-	} else if !p.Addr().Is4() || p.Addr().As4()[0] != 127 || p.Bits() < 8 || p.Bits() > 30 {
-		bad("pod-cidr", "%q must lie inside 127.0.0.0/8 with a prefix between /8 and /30", c.PodCIDR)
+	pods, podsOK := loopbackRange(bad, "pod-cidr", c.PodCIDR)
+	if svcs, ok := loopbackRange(bad, "service-cidr", c.ServiceCIDR); ok && podsOK && svcs.Overlaps(pods) {
+		bad("service-cidr", "%s overlaps pod-cidr %s: give Services a range of their own", svcs, pods)
 	}
 	switch c.Runtime {
 	case "exec", "sim":
@@ -204,4 +209,19 @@ func (c *Config) Validate() error {
 		bad("log-level", "%q must be debug, info, warn or error", c.LogLevel)
 	}
 	return errors.Join(errs...)
+}
+
+// loopbackRange parses the CIDR of key, which must lie inside 127.0.0.0/8
+// with a prefix between /8 and /30, reporting what is wrong through bad.
+func loopbackRange(bad func(key, format string, args ...any), key, cidr string) (netip.Prefix, bool) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		bad(key, "%q is not a CIDR: %v", cidr, err)
+		return netip.Prefix{}, false
+	}
+	if !p.Addr().Is4() || p.Addr().As4()[0] != 127 || p.Bits() < 8 || p.Bits() > 30 {
+		bad(key, "%q must lie inside 127.0.0.0/8 with a prefix between /8 and /30", cidr)
+		return netip.Prefix{}, false
+	}
+	return p.Masked(), true
 }

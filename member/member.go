@@ -26,6 +26,7 @@ import (
 	"github.com/meridian-fed/meridian/member/runtime/ipam"
 	"github.com/meridian-fed/meridian/member/runtime/sim"
 	"github.com/meridian-fed/meridian/member/scheduler"
+	"github.com/meridian-fed/meridian/member/service"
 	mstore "github.com/meridian-fed/meridian/member/store"
 	"github.com/meridian-fed/meridian/proto/meridian/apiserver"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
@@ -105,7 +106,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (m *Member, err er
 	if err != nil {
 		return nil, err
 	}
-	runners = append(runners, jobs, crons, sched)
+	svcs, err := service.New(service.Config{Store: m.store, Informers: inf, CIDR: cfg.ServiceCIDR, Recorder: rec, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("service-cidr: %w", err)
+	}
+	runners = append(runners, jobs, crons, sched, svcs)
 
 	newDriver, err := m.driverFactory()
 	if err != nil {
@@ -113,7 +118,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (m *Member, err er
 	}
 	for _, n := range cfg.nodes() {
 		a, err := agent.New(agent.Config{
-			Node: n, Store: m.store, Informers: inf, IPAM: addrs, Recorder: rec, Log: log,
+			Node: n, Store: m.store, Informers: inf, IPAM: addrs, Recorder: rec, Log: log, ServiceEnv: svcs.Env,
 			NewDriver: func(onChange runtime.ChangeFunc) (runtime.Driver, error) { return newDriver(n.Name, onChange) },
 		})
 		if err != nil {

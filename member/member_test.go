@@ -49,6 +49,13 @@ func TestMain(m *testing.M) {
 	case "exit":
 		fmt.Println("done:", os.Getenv("POD_NAME"))
 		os.Exit(0)
+	case "env":
+		// Prints NAME=value for each name in ENV_NAMES, then sleeps until stopped.
+		for _, name := range strings.Fields(os.Getenv("ENV_NAMES")) {
+			fmt.Printf("%s=%s\n", name, os.Getenv(name))
+		}
+		time.Sleep(time.Hour)
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }

@@ -61,6 +61,7 @@ A config file can declare nodes in detail:
 	f.String("listen", def.Listen, "local API address")
 	f.String("http-listen", def.HTTPListen, "address of /healthz, /readyz and /metrics (empty disables)")
 	f.String("pod-cidr", def.PodCIDR, "pod address range inside 127.0.0.0/8")
+	f.String("service-cidr", def.ServiceCIDR, "Service virtual address range inside 127.0.0.0/8, apart from --pod-cidr")
 	f.String("runtime", def.Runtime, "exec (real processes) or sim (simulated pods)")
 	f.Int("node-count", def.NodeCount, "number of identical nodes to declare when the config file lists none")
 	f.String("node-cpu", def.NodeCPU, "cpu capacity of each generated node")
