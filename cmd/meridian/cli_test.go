@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/meridian-fed/meridian/hub"
 	"github.com/meridian-fed/meridian/hub/hubtest"
 	"github.com/meridian-fed/meridian/proto/meridian/manifest"
+	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
 // run executes the CLI in-process, as a user would from a shell.
@@ -218,5 +221,38 @@ func TestHubConfigPrecedenceAndUnknownKeys(t *testing.T) {
 	_, _, err = run(t, "", "hub", "--listen", "nonsense", "--data-dir", dir)
 	if err == nil || !strings.Contains(err.Error(), "listen:") {
 		t.Errorf("invalid flag value: %v", err)
+	}
+}
+
+func TestGetSeveralKinds(t *testing.T) {
+	startHub(t)
+	if _, errOut, err := run(t, "", "apply", "-f", good); err != nil {
+		t.Fatalf("apply: %v %s", err, errOut)
+	}
+	out, _, err := run(t, "", "get", "deploy,svc,cm", "-n", "demo")
+	if err != nil || !strings.Contains(out, "UP-TO-DATE") || !strings.Contains(out, "PORT(S)") || !strings.Contains(out, "DATA") {
+		t.Errorf("get deploy,svc,cm: %v\n%s", err, out)
+	}
+	if _, _, err := run(t, "", "get", "deploy,nope"); err == nil || !strings.Contains(err.Error(), `unknown kind "nope"`) {
+		t.Errorf("get with a bad kind in a list: %v", err)
+	}
+}
+
+func TestPodStatusWordIsWhatKubectlShows(t *testing.T) {
+	ts := timestamppb.Now()
+	for _, tc := range []struct {
+		pod  *meridianv1.Pod
+		want string
+	}{
+		{&meridianv1.Pod{Status: &meridianv1.PodStatus{Phase: "Running"}}, "Running"},
+		{&meridianv1.Pod{Status: &meridianv1.PodStatus{Phase: "Running", ContainerStatuses: []*meridianv1.ContainerStatus{{State: "Waiting", Reason: "CrashLoopBackOff"}}}}, "CrashLoopBackOff"},
+		{&meridianv1.Pod{Status: &meridianv1.PodStatus{Phase: "Pending", ContainerStatuses: []*meridianv1.ContainerStatus{{State: "Waiting", Reason: "ImageNotSupported"}}}}, "ImageNotSupported"},
+		{&meridianv1.Pod{Status: &meridianv1.PodStatus{Phase: "Pending", Reason: "CreateContainerConfigError"}}, "CreateContainerConfigError"},
+		{&meridianv1.Pod{Status: &meridianv1.PodStatus{Phase: "Succeeded", ContainerStatuses: []*meridianv1.ContainerStatus{{State: "Terminated", Reason: "Completed"}}}}, "Succeeded"},
+		{&meridianv1.Pod{Metadata: &meridianv1.ObjectMeta{DeletionTimestamp: ts}, Status: &meridianv1.PodStatus{Phase: "Running"}}, "Terminating"},
+	} {
+		if got := podStatusWord(tc.pod); got != tc.want {
+			t.Errorf("podStatusWord(%v) = %q, want %q", tc.pod.GetStatus(), got, tc.want)
+		}
 	}
 }

@@ -33,9 +33,16 @@ func newGetCommand(cf *clientFlags) *cobra.Command {
   meridian get deploy --watch`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, ok := resource.Lookup(args[0])
-			if !ok {
-				return resource.LookupError(args[0])
+			var kinds []*resource.Kind
+			for _, name := range strings.Split(args[0], ",") {
+				kind, ok := resource.Lookup(name)
+				if !ok {
+					return resource.LookupError(name)
+				}
+				kinds = append(kinds, kind)
+			}
+			if len(kinds) > 1 && (len(args) > 1 || watch) {
+				return errors.New("several kinds (a,b) list objects; do not give names or --watch with them")
 			}
 			if !contains(outputFormats, output) {
 				return fmt.Errorf("-o: %q is not one of %s", output, strings.Join(outputFormats, ", "))
@@ -48,48 +55,15 @@ func newGetCommand(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			ns := c.namespace
-			if allNamespaces || !kind.Namespaced {
-				ns = ""
-			}
-			out := cmd.OutOrStdout()
-			var objs []resource.Object
-			var rev string
-			if len(args) > 1 {
-				for _, name := range args[1:] {
-					ctx, cancel := c.call(cmd.Context())
-					resp, err := c.Get(ctx, &meridianv1.GetRequest{Kind: kind.Kind, Namespace: ns, Name: name})
-					cancel()
-					if err != nil {
-						return c.explain(err)
-					}
-					o, _, err := resource.Unwrap(resp.GetObject())
-					if err != nil {
-						return err
-					}
-					objs = append(objs, o)
+			for i, kind := range kinds {
+				if i > 0 && (output == "table" || output == "wide") {
+					fmt.Fprintln(cmd.OutOrStdout())
 				}
-			} else {
-				if objs, rev, err = list(cmd.Context(), c, kind, ns, selector); err != nil {
+				if err := getKind(cmd, c, kind, args[1:], output, selector, allNamespaces, watch); err != nil {
 					return err
 				}
-				if len(objs) == 0 && (output == "table" || output == "wide") && !watch {
-					if ns == "" {
-						fmt.Fprintf(cmd.ErrOrStderr(), "No %s found.\n", kind.Plural)
-					} else {
-						fmt.Fprintf(cmd.ErrOrStderr(), "No %s found in namespace %s.\n", kind.Plural, ns)
-					}
-					return nil
-				}
 			}
-			p := newObjectPrinter(out, kind, output, ns == "" && kind.Namespaced)
-			if err := p.printList(objs, len(args) == 1 && !watch); err != nil {
-				return err
-			}
-			if !watch {
-				return nil
-			}
-			return watchAndPrint(cmd.Context(), c, kind, ns, selector, rev, p)
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -98,6 +72,54 @@ func newGetCommand(cf *clientFlags) *cobra.Command {
 	f.BoolVarP(&allNamespaces, "all-namespaces", "A", false, "list across all namespaces")
 	f.BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen")
 	return cmd
+}
+
+// getKind lists (or, given names, gets) the objects of one kind and prints them.
+func getKind(cmd *cobra.Command, c *client, kind *resource.Kind, names []string, output, selector string, allNamespaces, watch bool) error {
+	ns := c.namespace
+	if allNamespaces || !kind.Namespaced {
+		ns = ""
+	}
+	var (
+		objs []resource.Object
+		rev  string
+		err  error
+	)
+	if len(names) > 0 {
+		for _, name := range names {
+			ctx, cancel := c.call(cmd.Context())
+			resp, err := c.Get(ctx, &meridianv1.GetRequest{Kind: kind.Kind, Namespace: ns, Name: name})
+			cancel()
+			if err != nil {
+				return c.explain(err)
+			}
+			o, _, err := resource.Unwrap(resp.GetObject())
+			if err != nil {
+				return err
+			}
+			objs = append(objs, o)
+		}
+	} else {
+		if objs, rev, err = list(cmd.Context(), c, kind, ns, selector); err != nil {
+			return err
+		}
+		if len(objs) == 0 && (output == "table" || output == "wide") && !watch {
+			if ns == "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "No %s found.\n", kind.Plural)
+			} else {
+				fmt.Fprintf(cmd.ErrOrStderr(), "No %s found in namespace %s.\n", kind.Plural, ns)
+			}
+			return nil
+		}
+	}
+	p := newObjectPrinter(cmd.OutOrStdout(), kind, output, ns == "" && kind.Namespaced)
+	if err := p.printList(objs, len(names) == 0 && !watch); err != nil {
+		return err
+	}
+	if !watch {
+		return nil
+	}
+	return watchAndPrint(cmd.Context(), c, kind, ns, selector, rev, p)
 }
 
 func list(ctx context.Context, c *client, kind *resource.Kind, ns, selector string) ([]resource.Object, string, error) {

@@ -237,10 +237,7 @@ var tableColumns = map[string]columns{
 				}
 				restarts += cs.GetRestartCount()
 			}
-			phase := orNone(p.GetStatus().GetPhase())
-			if r := p.GetStatus().GetReason(); r != "" {
-				phase = r
-			}
+			phase := podStatusWord(p)
 			return []string{fmt.Sprintf("%d/%d", ready, len(p.GetSpec().GetContainers())), phase, itoa(restarts)},
 				[]string{orNone(p.GetStatus().GetPodIp()), orNone(p.GetSpec().GetNodeName())}
 		}},
@@ -260,6 +257,29 @@ var tableColumns = map[string]columns{
 		io := e.GetInvolvedObject()
 		return []string{e.GetType(), e.GetReason(), strings.ToLower(io.GetKind()) + "/" + io.GetName(), e.GetMessage()}, nil
 	}},
+}
+
+// podStatusWord is the STATUS column of a pod, as kubectl prints it: the
+// pod's reason, else the reason of a container that is waiting or has
+// ended badly (CrashLoopBackOff, ImageNotSupported, Error), else the phase;
+// Terminating for a pod being deleted.
+func podStatusWord(p *meridianv1.Pod) string {
+	if p.GetMetadata().GetDeletionTimestamp() != nil {
+		return "Terminating"
+	}
+	st := p.GetStatus()
+	if r := st.GetReason(); r != "" {
+		return r
+	}
+	for _, cs := range st.GetContainerStatuses() {
+		if cs.GetState() == "Waiting" && cs.GetReason() != "" && cs.GetReason() != "ContainerCreating" {
+			return cs.GetReason()
+		}
+		if cs.GetState() == "Terminated" && cs.GetReason() != "" && cs.GetReason() != "Completed" && st.GetPhase() != "Succeeded" {
+			return cs.GetReason()
+		}
+	}
+	return orNone(st.GetPhase())
 }
 
 func orNone(s string) string {
