@@ -114,16 +114,7 @@ func (c *Controller) Run(ctx context.Context) {
 }
 
 func (c *Controller) observe(o resource.Object, deleted bool) {
-	ref := controller.ControllerOf(o)
-	if ref == nil || ref.GetKind() != dsKind.Kind {
-		return
-	}
-	key := o.GetMetadata().GetNamespace() + "/" + ref.GetName()
-	if deleted {
-		c.exp.DeletionObserved(key, o.GetMetadata().GetName())
-	} else {
-		c.exp.CreationObserved(key, o.GetMetadata().GetName())
-	}
+	c.exp.Observe(dsKind.Kind, o, deleted)
 }
 
 func (c *Controller) event(ctx context.Context, obj resource.Object, typ, reason, format string, args ...any) {

@@ -3,6 +3,9 @@ package podutil
 import (
 	"sync"
 	"time"
+
+	"github.com/meridian-fed/meridian/member/controller"
+	"github.com/meridian-fed/meridian/proto/meridian/resource"
 )
 
 // DefaultExpectationsTTL is how long a controller waits to see its own
@@ -130,4 +133,20 @@ func (e *Expectations) Forget(key string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.pending, key)
+}
+
+// Observe settles the expectation a pod event answers: the creation or
+// deletion of o, expected under the key of its controller owner when that
+// owner is of ownerKind ("namespace/name"). Other objects are ignored.
+func (e *Expectations) Observe(ownerKind string, o resource.Object, deleted bool) {
+	ref := controller.ControllerOf(o)
+	if ref == nil || ref.GetKind() != ownerKind {
+		return
+	}
+	key := o.GetMetadata().GetNamespace() + "/" + ref.GetName()
+	if deleted {
+		e.DeletionObserved(key, o.GetMetadata().GetName())
+	} else {
+		e.CreationObserved(key, o.GetMetadata().GetName())
+	}
 }

@@ -107,16 +107,7 @@ func selectorOf(o resource.Object) *meridianv1.LabelSelector {
 
 // observe settles expectations from the pod informer's events.
 func (c *Controller) observe(o resource.Object, deleted bool) {
-	ref := controller.ControllerOf(o)
-	if ref == nil || ref.GetKind() != rsKind.Kind {
-		return
-	}
-	key := o.GetMetadata().GetNamespace() + "/" + ref.GetName()
-	if deleted {
-		c.exp.DeletionObserved(key, o.GetMetadata().GetName())
-	} else {
-		c.exp.CreationObserved(key, o.GetMetadata().GetName())
-	}
+	c.exp.Observe(rsKind.Kind, o, deleted)
 }
 
 func (c *Controller) event(ctx context.Context, obj resource.Object, typ, reason, format string, args ...any) {
