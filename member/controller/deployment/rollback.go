@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/member/controller/podutil"
@@ -28,6 +29,17 @@ var (
 	ErrUnchanged = errors.New("deployment already runs the template of that revision")
 )
 
+// Store is what History and Rollback need from a store: a storage.Interface
+// has it, and so does the CLI's view of a member's Admin API, which is how
+// `meridian rollout` uses these functions.
+type Store interface {
+	Get(ctx context.Context, kind *resource.Kind, namespace, name string) (resource.Object, error)
+	List(ctx context.Context, kind *resource.Kind, namespace string, sel labels.Selector) ([]resource.Object, int64, error)
+	Update(ctx context.Context, kind *resource.Kind, namespace, name string, mutate func(resource.Object) error) (resource.Object, error)
+}
+
+var _ Store = storage.Interface(nil)
+
 // Revision is one entry of a Deployment's rollout history.
 type Revision struct {
 	// Number is the revision (the ReplicaSet's revision annotation).
@@ -43,7 +55,7 @@ type Revision struct {
 // History returns the revisions of the Deployment namespace/name that
 // still have a ReplicaSet, oldest first, read from the store. It is what
 // `meridian rollout history` prints.
-func History(ctx context.Context, st storage.Interface, namespace, name string) ([]Revision, error) {
+func History(ctx context.Context, st Store, namespace, name string) ([]Revision, error) {
 	_, rss, err := readOwned(ctx, st, namespace, name)
 	if err != nil {
 		return nil, err
@@ -76,7 +88,7 @@ func History(ctx context.Context, st storage.Interface, namespace, name string) 
 // already runs that template, and with storage.ErrNotFound if there is no
 // such Deployment. The write is a compare-and-swap: a Deployment changed
 // meanwhile is re-read and checked again.
-func Rollback(ctx context.Context, st storage.Interface, namespace, name string, toRevision int64) (resource.Object, error) {
+func Rollback(ctx context.Context, st Store, namespace, name string, toRevision int64) (resource.Object, error) {
 	d, rss, err := readOwned(ctx, st, namespace, name)
 	if err != nil {
 		return nil, err
@@ -131,7 +143,7 @@ func Rollback(ctx context.Context, st storage.Interface, namespace, name string,
 
 // readOwned reads a Deployment and the ReplicaSets it controls from the
 // store (not a cache: the CLI calls these once, and must see its writes).
-func readOwned(ctx context.Context, st storage.Interface, namespace, name string) (*meridianv1.Deployment, []*meridianv1.ReplicaSet, error) {
+func readOwned(ctx context.Context, st Store, namespace, name string) (*meridianv1.Deployment, []*meridianv1.ReplicaSet, error) {
 	obj, err := st.Get(ctx, deployKind, namespace, name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to read deployment %s: %w", name, err)
