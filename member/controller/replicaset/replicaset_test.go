@@ -115,6 +115,10 @@ func TestScaleDownDeletesLeastReadyFirst(t *testing.T) {
 	env.Apply(newRS("web", 4))
 	podtest.WaitFor(t, wait, "4 pending pods", func() bool { return len(k.Pending()) == 4 })
 	ready := map[string]bool{k.ReadyNext(): true, k.ReadyNext(): true}
+	// The controller chooses victims from its cache: scale down only once it
+	// has seen the two pods ready (its status says so), else it may
+	// rightly keep a pod whose readiness it has not observed yet.
+	podtest.WaitFor(t, wait, "the controller to see 2 ready pods", func() bool { return rsStatus(env, "web").GetReadyReplicas() == 2 })
 	scaleTo(env, "web", 2)
 	podtest.WaitFor(t, wait, "2 pods", func() bool { return len(env.Pods()) == 2 })
 	for _, p := range env.Pods() {
