@@ -152,6 +152,7 @@ type Object struct {
 	//	*Object_Node
 	//	*Object_Event
 	//	*Object_ReplicaSet
+	//	*Object_Work
 	Kind          isObject_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -338,6 +339,15 @@ func (x *Object) GetReplicaSet() *ReplicaSet {
 	return nil
 }
 
+func (x *Object) GetWork() *Work {
+	if x != nil {
+		if x, ok := x.Kind.(*Object_Work); ok {
+			return x.Work
+		}
+	}
+	return nil
+}
+
 type isObject_Kind interface {
 	isObject_Kind()
 }
@@ -406,6 +416,10 @@ type Object_ReplicaSet struct {
 	ReplicaSet *ReplicaSet `protobuf:"bytes,16,opt,name=replica_set,json=replicaSet,proto3,oneof"`
 }
 
+type Object_Work struct {
+	Work *Work `protobuf:"bytes,17,opt,name=work,proto3,oneof"`
+}
+
 func (*Object_Namespace) isObject_Kind() {}
 
 func (*Object_Deployment) isObject_Kind() {}
@@ -437,6 +451,8 @@ func (*Object_Node) isObject_Kind() {}
 func (*Object_Event) isObject_Kind() {}
 
 func (*Object_ReplicaSet) isObject_Kind() {}
+
+func (*Object_Work) isObject_Kind() {}
 
 // ApplyRequest carries the object to create or update.
 type ApplyRequest struct {
@@ -1015,11 +1031,156 @@ func (x *WatchResponse) GetResourceVersion() string {
 	return ""
 }
 
+// Work is the slice of desired state the hub hands one member: one object,
+// as that member must apply it (meridian.io/v1). Works of a cluster live in
+// the hub namespace "meridian-cluster-<cluster>" and are named
+// "<kind>.<namespace>.<name>" ("<kind>.<name>" for cluster-scoped objects).
+type Work struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiVersion    string                 `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Metadata      *ObjectMeta            `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Spec          *WorkSpec              `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
+	Status        *WorkStatus            `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Work) Reset() {
+	*x = Work{}
+	mi := &file_meridian_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Work) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Work) ProtoMessage() {}
+
+func (x *Work) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Work.ProtoReflect.Descriptor instead.
+func (*Work) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Work) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *Work) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Work) GetMetadata() *ObjectMeta {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *Work) GetSpec() *WorkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Work) GetStatus() *WorkStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// WorkSpec is what the member applies.
+type WorkSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cluster is the member the work is for.
+	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// workload is the object to apply on the member, with its replicas
+	// already set to the member's share.
+	Workload *Object `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
+	// source names the hub object the work was made from.
+	Source        *ObjectReference `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkSpec) Reset() {
+	*x = WorkSpec{}
+	mi := &file_meridian_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkSpec) ProtoMessage() {}
+
+func (x *WorkSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkSpec.ProtoReflect.Descriptor instead.
+func (*WorkSpec) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WorkSpec) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *WorkSpec) GetWorkload() *Object {
+	if x != nil {
+		return x.Workload
+	}
+	return nil
+}
+
+func (x *WorkSpec) GetSource() *ObjectReference {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
 var File_meridian_v1_admin_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17meridian/v1/admin.proto\x12\vmeridian.v1\x1a\x19meridian/v1/cluster.proto\x1a\x16meridian/v1/core.proto\x1a\x15meridian/v1/pod.proto\x1a\x18meridian/v1/policy.proto\x1a\x1bmeridian/v1/workloads.proto\"\xf0\x06\n" +
+	"\x17meridian/v1/admin.proto\x12\vmeridian.v1\x1a\x19meridian/v1/cluster.proto\x1a\x16meridian/v1/core.proto\x1a\x16meridian/v1/meta.proto\x1a\x15meridian/v1/pod.proto\x1a\x18meridian/v1/policy.proto\x1a\x16meridian/v1/work.proto\x1a\x1bmeridian/v1/workloads.proto\"\x99\a\n" +
 	"\x06Object\x126\n" +
 	"\tnamespace\x18\x01 \x01(\v2\x16.meridian.v1.NamespaceH\x00R\tnamespace\x129\n" +
 	"\n" +
@@ -1042,7 +1203,8 @@ const file_meridian_v1_admin_proto_rawDesc = "" +
 	"\x04node\x18\x0e \x01(\v2\x11.meridian.v1.NodeH\x00R\x04node\x12*\n" +
 	"\x05event\x18\x0f \x01(\v2\x12.meridian.v1.EventH\x00R\x05event\x12:\n" +
 	"\vreplica_set\x18\x10 \x01(\v2\x17.meridian.v1.ReplicaSetH\x00R\n" +
-	"replicaSetB\x06\n" +
+	"replicaSet\x12'\n" +
+	"\x04work\x18\x11 \x01(\v2\x11.meridian.v1.WorkH\x00R\x04workB\x06\n" +
 	"\x04kind\"T\n" +
 	"\fApplyRequest\x12+\n" +
 	"\x06object\x18\x01 \x01(\v2\x13.meridian.v1.ObjectR\x06object\x12\x17\n" +
@@ -1079,7 +1241,18 @@ const file_meridian_v1_admin_proto_rawDesc = "" +
 	"\rWatchResponse\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.meridian.v1.EventTypeR\x04type\x12+\n" +
 	"\x06object\x18\x02 \x01(\v2\x13.meridian.v1.ObjectR\x06object\x12)\n" +
-	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion*~\n" +
+	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\"\xcc\x01\n" +
+	"\x04Work\x12\x1f\n" +
+	"\vapi_version\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x17.meridian.v1.ObjectMetaR\bmetadata\x12)\n" +
+	"\x04spec\x18\x04 \x01(\v2\x15.meridian.v1.WorkSpecR\x04spec\x12/\n" +
+	"\x06status\x18\x05 \x01(\v2\x17.meridian.v1.WorkStatusR\x06status\"\x8b\x01\n" +
+	"\bWorkSpec\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12/\n" +
+	"\bworkload\x18\x02 \x01(\v2\x13.meridian.v1.ObjectR\bworkload\x124\n" +
+	"\x06source\x18\x03 \x01(\v2\x1c.meridian.v1.ObjectReferenceR\x06source*~\n" +
 	"\vApplyResult\x12\x1c\n" +
 	"\x18APPLY_RESULT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14APPLY_RESULT_CREATED\x10\x01\x12\x1b\n" +
@@ -1111,7 +1284,7 @@ func file_meridian_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meridian_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_meridian_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_meridian_v1_admin_proto_goTypes = []any{
 	(ApplyResult)(0),          // 0: meridian.v1.ApplyResult
 	(EventType)(0),            // 1: meridian.v1.EventType
@@ -1126,63 +1299,74 @@ var file_meridian_v1_admin_proto_goTypes = []any{
 	(*DeleteResponse)(nil),    // 10: meridian.v1.DeleteResponse
 	(*WatchRequest)(nil),      // 11: meridian.v1.WatchRequest
 	(*WatchResponse)(nil),     // 12: meridian.v1.WatchResponse
-	(*Namespace)(nil),         // 13: meridian.v1.Namespace
-	(*Deployment)(nil),        // 14: meridian.v1.Deployment
-	(*StatefulSet)(nil),       // 15: meridian.v1.StatefulSet
-	(*DaemonSet)(nil),         // 16: meridian.v1.DaemonSet
-	(*Job)(nil),               // 17: meridian.v1.Job
-	(*CronJob)(nil),           // 18: meridian.v1.CronJob
-	(*Service)(nil),           // 19: meridian.v1.Service
-	(*ConfigMap)(nil),         // 20: meridian.v1.ConfigMap
-	(*Secret)(nil),            // 21: meridian.v1.Secret
-	(*Cluster)(nil),           // 22: meridian.v1.Cluster
-	(*PropagationPolicy)(nil), // 23: meridian.v1.PropagationPolicy
-	(*OverridePolicy)(nil),    // 24: meridian.v1.OverridePolicy
-	(*Pod)(nil),               // 25: meridian.v1.Pod
-	(*Node)(nil),              // 26: meridian.v1.Node
-	(*Event)(nil),             // 27: meridian.v1.Event
-	(*ReplicaSet)(nil),        // 28: meridian.v1.ReplicaSet
+	(*Work)(nil),              // 13: meridian.v1.Work
+	(*WorkSpec)(nil),          // 14: meridian.v1.WorkSpec
+	(*Namespace)(nil),         // 15: meridian.v1.Namespace
+	(*Deployment)(nil),        // 16: meridian.v1.Deployment
+	(*StatefulSet)(nil),       // 17: meridian.v1.StatefulSet
+	(*DaemonSet)(nil),         // 18: meridian.v1.DaemonSet
+	(*Job)(nil),               // 19: meridian.v1.Job
+	(*CronJob)(nil),           // 20: meridian.v1.CronJob
+	(*Service)(nil),           // 21: meridian.v1.Service
+	(*ConfigMap)(nil),         // 22: meridian.v1.ConfigMap
+	(*Secret)(nil),            // 23: meridian.v1.Secret
+	(*Cluster)(nil),           // 24: meridian.v1.Cluster
+	(*PropagationPolicy)(nil), // 25: meridian.v1.PropagationPolicy
+	(*OverridePolicy)(nil),    // 26: meridian.v1.OverridePolicy
+	(*Pod)(nil),               // 27: meridian.v1.Pod
+	(*Node)(nil),              // 28: meridian.v1.Node
+	(*Event)(nil),             // 29: meridian.v1.Event
+	(*ReplicaSet)(nil),        // 30: meridian.v1.ReplicaSet
+	(*ObjectMeta)(nil),        // 31: meridian.v1.ObjectMeta
+	(*WorkStatus)(nil),        // 32: meridian.v1.WorkStatus
+	(*ObjectReference)(nil),   // 33: meridian.v1.ObjectReference
 }
 var file_meridian_v1_admin_proto_depIdxs = []int32{
-	13, // 0: meridian.v1.Object.namespace:type_name -> meridian.v1.Namespace
-	14, // 1: meridian.v1.Object.deployment:type_name -> meridian.v1.Deployment
-	15, // 2: meridian.v1.Object.stateful_set:type_name -> meridian.v1.StatefulSet
-	16, // 3: meridian.v1.Object.daemon_set:type_name -> meridian.v1.DaemonSet
-	17, // 4: meridian.v1.Object.job:type_name -> meridian.v1.Job
-	18, // 5: meridian.v1.Object.cron_job:type_name -> meridian.v1.CronJob
-	19, // 6: meridian.v1.Object.service:type_name -> meridian.v1.Service
-	20, // 7: meridian.v1.Object.config_map:type_name -> meridian.v1.ConfigMap
-	21, // 8: meridian.v1.Object.secret:type_name -> meridian.v1.Secret
-	22, // 9: meridian.v1.Object.cluster:type_name -> meridian.v1.Cluster
-	23, // 10: meridian.v1.Object.propagation_policy:type_name -> meridian.v1.PropagationPolicy
-	24, // 11: meridian.v1.Object.override_policy:type_name -> meridian.v1.OverridePolicy
-	25, // 12: meridian.v1.Object.pod:type_name -> meridian.v1.Pod
-	26, // 13: meridian.v1.Object.node:type_name -> meridian.v1.Node
-	27, // 14: meridian.v1.Object.event:type_name -> meridian.v1.Event
-	28, // 15: meridian.v1.Object.replica_set:type_name -> meridian.v1.ReplicaSet
-	2,  // 16: meridian.v1.ApplyRequest.object:type_name -> meridian.v1.Object
-	2,  // 17: meridian.v1.ApplyResponse.object:type_name -> meridian.v1.Object
-	0,  // 18: meridian.v1.ApplyResponse.result:type_name -> meridian.v1.ApplyResult
-	2,  // 19: meridian.v1.GetResponse.object:type_name -> meridian.v1.Object
-	2,  // 20: meridian.v1.ListResponse.items:type_name -> meridian.v1.Object
-	2,  // 21: meridian.v1.DeleteResponse.object:type_name -> meridian.v1.Object
-	1,  // 22: meridian.v1.WatchResponse.type:type_name -> meridian.v1.EventType
-	2,  // 23: meridian.v1.WatchResponse.object:type_name -> meridian.v1.Object
-	3,  // 24: meridian.v1.AdminService.Apply:input_type -> meridian.v1.ApplyRequest
-	5,  // 25: meridian.v1.AdminService.Get:input_type -> meridian.v1.GetRequest
-	7,  // 26: meridian.v1.AdminService.List:input_type -> meridian.v1.ListRequest
-	9,  // 27: meridian.v1.AdminService.Delete:input_type -> meridian.v1.DeleteRequest
-	11, // 28: meridian.v1.AdminService.Watch:input_type -> meridian.v1.WatchRequest
-	4,  // 29: meridian.v1.AdminService.Apply:output_type -> meridian.v1.ApplyResponse
-	6,  // 30: meridian.v1.AdminService.Get:output_type -> meridian.v1.GetResponse
-	8,  // 31: meridian.v1.AdminService.List:output_type -> meridian.v1.ListResponse
-	10, // 32: meridian.v1.AdminService.Delete:output_type -> meridian.v1.DeleteResponse
-	12, // 33: meridian.v1.AdminService.Watch:output_type -> meridian.v1.WatchResponse
-	29, // [29:34] is the sub-list for method output_type
-	24, // [24:29] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	15, // 0: meridian.v1.Object.namespace:type_name -> meridian.v1.Namespace
+	16, // 1: meridian.v1.Object.deployment:type_name -> meridian.v1.Deployment
+	17, // 2: meridian.v1.Object.stateful_set:type_name -> meridian.v1.StatefulSet
+	18, // 3: meridian.v1.Object.daemon_set:type_name -> meridian.v1.DaemonSet
+	19, // 4: meridian.v1.Object.job:type_name -> meridian.v1.Job
+	20, // 5: meridian.v1.Object.cron_job:type_name -> meridian.v1.CronJob
+	21, // 6: meridian.v1.Object.service:type_name -> meridian.v1.Service
+	22, // 7: meridian.v1.Object.config_map:type_name -> meridian.v1.ConfigMap
+	23, // 8: meridian.v1.Object.secret:type_name -> meridian.v1.Secret
+	24, // 9: meridian.v1.Object.cluster:type_name -> meridian.v1.Cluster
+	25, // 10: meridian.v1.Object.propagation_policy:type_name -> meridian.v1.PropagationPolicy
+	26, // 11: meridian.v1.Object.override_policy:type_name -> meridian.v1.OverridePolicy
+	27, // 12: meridian.v1.Object.pod:type_name -> meridian.v1.Pod
+	28, // 13: meridian.v1.Object.node:type_name -> meridian.v1.Node
+	29, // 14: meridian.v1.Object.event:type_name -> meridian.v1.Event
+	30, // 15: meridian.v1.Object.replica_set:type_name -> meridian.v1.ReplicaSet
+	13, // 16: meridian.v1.Object.work:type_name -> meridian.v1.Work
+	2,  // 17: meridian.v1.ApplyRequest.object:type_name -> meridian.v1.Object
+	2,  // 18: meridian.v1.ApplyResponse.object:type_name -> meridian.v1.Object
+	0,  // 19: meridian.v1.ApplyResponse.result:type_name -> meridian.v1.ApplyResult
+	2,  // 20: meridian.v1.GetResponse.object:type_name -> meridian.v1.Object
+	2,  // 21: meridian.v1.ListResponse.items:type_name -> meridian.v1.Object
+	2,  // 22: meridian.v1.DeleteResponse.object:type_name -> meridian.v1.Object
+	1,  // 23: meridian.v1.WatchResponse.type:type_name -> meridian.v1.EventType
+	2,  // 24: meridian.v1.WatchResponse.object:type_name -> meridian.v1.Object
+	31, // 25: meridian.v1.Work.metadata:type_name -> meridian.v1.ObjectMeta
+	14, // 26: meridian.v1.Work.spec:type_name -> meridian.v1.WorkSpec
+	32, // 27: meridian.v1.Work.status:type_name -> meridian.v1.WorkStatus
+	2,  // 28: meridian.v1.WorkSpec.workload:type_name -> meridian.v1.Object
+	33, // 29: meridian.v1.WorkSpec.source:type_name -> meridian.v1.ObjectReference
+	3,  // 30: meridian.v1.AdminService.Apply:input_type -> meridian.v1.ApplyRequest
+	5,  // 31: meridian.v1.AdminService.Get:input_type -> meridian.v1.GetRequest
+	7,  // 32: meridian.v1.AdminService.List:input_type -> meridian.v1.ListRequest
+	9,  // 33: meridian.v1.AdminService.Delete:input_type -> meridian.v1.DeleteRequest
+	11, // 34: meridian.v1.AdminService.Watch:input_type -> meridian.v1.WatchRequest
+	4,  // 35: meridian.v1.AdminService.Apply:output_type -> meridian.v1.ApplyResponse
+	6,  // 36: meridian.v1.AdminService.Get:output_type -> meridian.v1.GetResponse
+	8,  // 37: meridian.v1.AdminService.List:output_type -> meridian.v1.ListResponse
+	10, // 38: meridian.v1.AdminService.Delete:output_type -> meridian.v1.DeleteResponse
+	12, // 39: meridian.v1.AdminService.Watch:output_type -> meridian.v1.WatchResponse
+	35, // [35:40] is the sub-list for method output_type
+	30, // [30:35] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_admin_proto_init() }
@@ -1192,8 +1376,10 @@ func file_meridian_v1_admin_proto_init() {
 	}
 	file_meridian_v1_cluster_proto_init()
 	file_meridian_v1_core_proto_init()
+	file_meridian_v1_meta_proto_init()
 	file_meridian_v1_pod_proto_init()
 	file_meridian_v1_policy_proto_init()
+	file_meridian_v1_work_proto_init()
 	file_meridian_v1_workloads_proto_init()
 	file_meridian_v1_admin_proto_msgTypes[0].OneofWrappers = []any{
 		(*Object_Namespace)(nil),
@@ -1212,6 +1398,7 @@ func file_meridian_v1_admin_proto_init() {
 		(*Object_Node)(nil),
 		(*Object_Event)(nil),
 		(*Object_ReplicaSet)(nil),
+		(*Object_Work)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1219,7 +1406,7 @@ func file_meridian_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_admin_proto_rawDesc), len(file_meridian_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -318,8 +318,11 @@ type DeploymentStatus struct {
 	AvailableReplicas   int32                  `protobuf:"varint,5,opt,name=available_replicas,json=availableReplicas,proto3" json:"available_replicas,omitempty"`
 	UnavailableReplicas int32                  `protobuf:"varint,6,opt,name=unavailable_replicas,json=unavailableReplicas,proto3" json:"unavailable_replicas,omitempty"`
 	Conditions          []*Condition           `protobuf:"bytes,7,rep,name=conditions,proto3" json:"conditions,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// clusters is the status on each member (hub only); the fields above
+	// are their sums.
+	Clusters      []*ClusterWorkloadStatus `protobuf:"bytes,8,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeploymentStatus) Reset() {
@@ -397,6 +400,13 @@ func (x *DeploymentStatus) GetUnavailableReplicas() int32 {
 func (x *DeploymentStatus) GetConditions() []*Condition {
 	if x != nil {
 		return x.Conditions
+	}
+	return nil
+}
+
+func (x *DeploymentStatus) GetClusters() []*ClusterWorkloadStatus {
+	if x != nil {
+		return x.Clusters
 	}
 	return nil
 }
@@ -697,8 +707,11 @@ type StatefulSetStatus struct {
 	UpdatedReplicas    int32                  `protobuf:"varint,5,opt,name=updated_replicas,json=updatedReplicas,proto3" json:"updated_replicas,omitempty"`
 	AvailableReplicas  int32                  `protobuf:"varint,6,opt,name=available_replicas,json=availableReplicas,proto3" json:"available_replicas,omitempty"`
 	Conditions         []*Condition           `protobuf:"bytes,7,rep,name=conditions,proto3" json:"conditions,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// clusters is the status on each member (hub only); the fields above
+	// are their sums.
+	Clusters      []*ClusterWorkloadStatus `protobuf:"bytes,8,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatefulSetStatus) Reset() {
@@ -776,6 +789,13 @@ func (x *StatefulSetStatus) GetAvailableReplicas() int32 {
 func (x *StatefulSetStatus) GetConditions() []*Condition {
 	if x != nil {
 		return x.Conditions
+	}
+	return nil
+}
+
+func (x *StatefulSetStatus) GetClusters() []*ClusterWorkloadStatus {
+	if x != nil {
+		return x.Clusters
 	}
 	return nil
 }
@@ -1052,8 +1072,11 @@ type DaemonSetStatus struct {
 	NumberAvailable        int32                  `protobuf:"varint,6,opt,name=number_available,json=numberAvailable,proto3" json:"number_available,omitempty"`
 	NumberMisscheduled     int32                  `protobuf:"varint,7,opt,name=number_misscheduled,json=numberMisscheduled,proto3" json:"number_misscheduled,omitempty"`
 	Conditions             []*Condition           `protobuf:"bytes,8,rep,name=conditions,proto3" json:"conditions,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// clusters is the status on each member (hub only); the fields above
+	// are their sums.
+	Clusters      []*ClusterWorkloadStatus `protobuf:"bytes,9,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DaemonSetStatus) Reset() {
@@ -1138,6 +1161,13 @@ func (x *DaemonSetStatus) GetNumberMisscheduled() int32 {
 func (x *DaemonSetStatus) GetConditions() []*Condition {
 	if x != nil {
 		return x.Conditions
+	}
+	return nil
+}
+
+func (x *DaemonSetStatus) GetClusters() []*ClusterWorkloadStatus {
+	if x != nil {
+		return x.Clusters
 	}
 	return nil
 }
@@ -1347,8 +1377,11 @@ type JobStatus struct {
 	Succeeded      int32                  `protobuf:"varint,5,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
 	Failed         int32                  `protobuf:"varint,6,opt,name=failed,proto3" json:"failed,omitempty"`
 	Ready          int32                  `protobuf:"varint,7,opt,name=ready,proto3" json:"ready,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// clusters is the status on each member (hub only); the fields above
+	// are their sums.
+	Clusters      []*ClusterWorkloadStatus `protobuf:"bytes,8,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobStatus) Reset() {
@@ -1428,6 +1461,13 @@ func (x *JobStatus) GetReady() int32 {
 		return x.Ready
 	}
 	return 0
+}
+
+func (x *JobStatus) GetClusters() []*ClusterWorkloadStatus {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
 }
 
 // CronJob creates Jobs on a schedule (batch/v1).
@@ -1669,8 +1709,11 @@ type CronJobStatus struct {
 	Active             []*ObjectReference     `protobuf:"bytes,1,rep,name=active,proto3" json:"active,omitempty"`
 	LastScheduleTime   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_schedule_time,json=lastScheduleTime,proto3" json:"last_schedule_time,omitempty"`
 	LastSuccessfulTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_successful_time,json=lastSuccessfulTime,proto3" json:"last_successful_time,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// clusters is the status on each member (hub only); the fields above
+	// are their sums.
+	Clusters      []*ClusterWorkloadStatus `protobuf:"bytes,4,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CronJobStatus) Reset() {
@@ -1720,6 +1763,13 @@ func (x *CronJobStatus) GetLastScheduleTime() *timestamppb.Timestamp {
 func (x *CronJobStatus) GetLastSuccessfulTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.LastSuccessfulTime
+	}
+	return nil
+}
+
+func (x *CronJobStatus) GetClusters() []*ClusterWorkloadStatus {
+	if x != nil {
+		return x.Clusters
 	}
 	return nil
 }
@@ -2029,7 +2079,7 @@ var File_meridian_v1_workloads_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\n" +
-	"\x1bmeridian/v1/workloads.proto\x12\vmeridian.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16meridian/v1/meta.proto\x1a\x15meridian/v1/pod.proto\"\xde\x01\n" +
+	"\x1bmeridian/v1/workloads.proto\x12\vmeridian.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16meridian/v1/meta.proto\x1a\x15meridian/v1/pod.proto\x1a\x16meridian/v1/work.proto\"\xde\x01\n" +
 	"\n" +
 	"Deployment\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
@@ -2055,7 +2105,7 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\x0erolling_update\x18\x02 \x01(\v2$.meridian.v1.RollingUpdateDeploymentR\rrollingUpdate\"\x93\x01\n" +
 	"\x17RollingUpdateDeployment\x12A\n" +
 	"\x0fmax_unavailable\x18\x01 \x01(\v2\x18.meridian.v1.IntOrStringR\x0emaxUnavailable\x125\n" +
-	"\tmax_surge\x18\x02 \x01(\v2\x18.meridian.v1.IntOrStringR\bmaxSurge\"\xcb\x02\n" +
+	"\tmax_surge\x18\x02 \x01(\v2\x18.meridian.v1.IntOrStringR\bmaxSurge\"\x8b\x03\n" +
 	"\x10DeploymentStatus\x12/\n" +
 	"\x13observed_generation\x18\x01 \x01(\x03R\x12observedGeneration\x12\x1a\n" +
 	"\breplicas\x18\x02 \x01(\x05R\breplicas\x12)\n" +
@@ -2065,7 +2115,8 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\x14unavailable_replicas\x18\x06 \x01(\x05R\x13unavailableReplicas\x126\n" +
 	"\n" +
 	"conditions\x18\a \x03(\v2\x16.meridian.v1.ConditionR\n" +
-	"conditions\"\xe1\x01\n" +
+	"conditions\x12>\n" +
+	"\bclusters\x18\b \x03(\v2\".meridian.v1.ClusterWorkloadStatusR\bclusters\"\xe1\x01\n" +
 	"\vStatefulSet\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -2091,7 +2142,7 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\tpartition\x18\x01 \x01(\x05H\x00R\tpartition\x88\x01\x01\x12A\n" +
 	"\x0fmax_unavailable\x18\x02 \x01(\v2\x18.meridian.v1.IntOrStringR\x0emaxUnavailableB\f\n" +
 	"\n" +
-	"_partition\"\xc4\x02\n" +
+	"_partition\"\x84\x03\n" +
 	"\x11StatefulSetStatus\x12/\n" +
 	"\x13observed_generation\x18\x01 \x01(\x03R\x12observedGeneration\x12\x1a\n" +
 	"\breplicas\x18\x02 \x01(\x05R\breplicas\x12%\n" +
@@ -2101,7 +2152,8 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\x12available_replicas\x18\x06 \x01(\x05R\x11availableReplicas\x126\n" +
 	"\n" +
 	"conditions\x18\a \x03(\v2\x16.meridian.v1.ConditionR\n" +
-	"conditions\"\xdb\x01\n" +
+	"conditions\x12>\n" +
+	"\bclusters\x18\b \x03(\v2\".meridian.v1.ClusterWorkloadStatusR\bclusters\"\xdb\x01\n" +
 	"\tDaemonSet\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -2121,7 +2173,7 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\x0erolling_update\x18\x02 \x01(\v2#.meridian.v1.RollingUpdateDaemonSetR\rrollingUpdate\"\x92\x01\n" +
 	"\x16RollingUpdateDaemonSet\x12A\n" +
 	"\x0fmax_unavailable\x18\x01 \x01(\v2\x18.meridian.v1.IntOrStringR\x0emaxUnavailable\x125\n" +
-	"\tmax_surge\x18\x02 \x01(\v2\x18.meridian.v1.IntOrStringR\bmaxSurge\"\xa7\x03\n" +
+	"\tmax_surge\x18\x02 \x01(\v2\x18.meridian.v1.IntOrStringR\bmaxSurge\"\xe7\x03\n" +
 	"\x0fDaemonSetStatus\x12/\n" +
 	"\x13observed_generation\x18\x01 \x01(\x03R\x12observedGeneration\x128\n" +
 	"\x18current_number_scheduled\x18\x02 \x01(\x05R\x16currentNumberScheduled\x128\n" +
@@ -2132,7 +2184,8 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\x13number_misscheduled\x18\a \x01(\x05R\x12numberMisscheduled\x126\n" +
 	"\n" +
 	"conditions\x18\b \x03(\v2\x16.meridian.v1.ConditionR\n" +
-	"conditions\"\xc9\x01\n" +
+	"conditions\x12>\n" +
+	"\bclusters\x18\t \x03(\v2\".meridian.v1.ClusterWorkloadStatusR\bclusters\"\xc9\x01\n" +
 	"\x03Job\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -2156,7 +2209,7 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\f_completionsB\x1a\n" +
 	"\x18_active_deadline_secondsB\x10\n" +
 	"\x0e_backoff_limitB\x1d\n" +
-	"\x1b_ttl_seconds_after_finished\"\xa7\x02\n" +
+	"\x1b_ttl_seconds_after_finished\"\xe7\x02\n" +
 	"\tJobStatus\x126\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2\x16.meridian.v1.ConditionR\n" +
@@ -2167,7 +2220,8 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\x06active\x18\x04 \x01(\x05R\x06active\x12\x1c\n" +
 	"\tsucceeded\x18\x05 \x01(\x05R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x06 \x01(\x05R\x06failed\x12\x14\n" +
-	"\x05ready\x18\a \x01(\x05R\x05ready\"\xd5\x01\n" +
+	"\x05ready\x18\a \x01(\x05R\x05ready\x12>\n" +
+	"\bclusters\x18\b \x03(\v2\".meridian.v1.ClusterWorkloadStatusR\bclusters\"\xd5\x01\n" +
 	"\aCronJob\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -2189,11 +2243,12 @@ const file_meridian_v1_workloads_proto_rawDesc = "" +
 	"\x1a_failed_jobs_history_limit\"p\n" +
 	"\x0fJobTemplateSpec\x123\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x17.meridian.v1.ObjectMetaR\bmetadata\x12(\n" +
-	"\x04spec\x18\x02 \x01(\v2\x14.meridian.v1.JobSpecR\x04spec\"\xdd\x01\n" +
+	"\x04spec\x18\x02 \x01(\v2\x14.meridian.v1.JobSpecR\x04spec\"\x9d\x02\n" +
 	"\rCronJobStatus\x124\n" +
 	"\x06active\x18\x01 \x03(\v2\x1c.meridian.v1.ObjectReferenceR\x06active\x12H\n" +
 	"\x12last_schedule_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x10lastScheduleTime\x12L\n" +
-	"\x14last_successful_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x12lastSuccessfulTime\"\x8a\x01\n" +
+	"\x14last_successful_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x12lastSuccessfulTime\x12>\n" +
+	"\bclusters\x18\x04 \x03(\v2\".meridian.v1.ClusterWorkloadStatusR\bclusters\"\x8a\x01\n" +
 	"\x0fObjectReference\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -2269,7 +2324,8 @@ var file_meridian_v1_workloads_proto_goTypes = []any{
 	(*PodTemplateSpec)(nil),                  // 28: meridian.v1.PodTemplateSpec
 	(*IntOrString)(nil),                      // 29: meridian.v1.IntOrString
 	(*Condition)(nil),                        // 30: meridian.v1.Condition
-	(*timestamppb.Timestamp)(nil),            // 31: google.protobuf.Timestamp
+	(*ClusterWorkloadStatus)(nil),            // 31: meridian.v1.ClusterWorkloadStatus
+	(*timestamppb.Timestamp)(nil),            // 32: google.protobuf.Timestamp
 }
 var file_meridian_v1_workloads_proto_depIdxs = []int32{
 	26, // 0: meridian.v1.Deployment.metadata:type_name -> meridian.v1.ObjectMeta
@@ -2282,53 +2338,58 @@ var file_meridian_v1_workloads_proto_depIdxs = []int32{
 	29, // 7: meridian.v1.RollingUpdateDeployment.max_unavailable:type_name -> meridian.v1.IntOrString
 	29, // 8: meridian.v1.RollingUpdateDeployment.max_surge:type_name -> meridian.v1.IntOrString
 	30, // 9: meridian.v1.DeploymentStatus.conditions:type_name -> meridian.v1.Condition
-	26, // 10: meridian.v1.StatefulSet.metadata:type_name -> meridian.v1.ObjectMeta
-	6,  // 11: meridian.v1.StatefulSet.spec:type_name -> meridian.v1.StatefulSetSpec
-	9,  // 12: meridian.v1.StatefulSet.status:type_name -> meridian.v1.StatefulSetStatus
-	27, // 13: meridian.v1.StatefulSetSpec.selector:type_name -> meridian.v1.LabelSelector
-	28, // 14: meridian.v1.StatefulSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
-	7,  // 15: meridian.v1.StatefulSetSpec.update_strategy:type_name -> meridian.v1.StatefulSetUpdateStrategy
-	8,  // 16: meridian.v1.StatefulSetUpdateStrategy.rolling_update:type_name -> meridian.v1.RollingUpdateStatefulSetStrategy
-	29, // 17: meridian.v1.RollingUpdateStatefulSetStrategy.max_unavailable:type_name -> meridian.v1.IntOrString
-	30, // 18: meridian.v1.StatefulSetStatus.conditions:type_name -> meridian.v1.Condition
-	26, // 19: meridian.v1.DaemonSet.metadata:type_name -> meridian.v1.ObjectMeta
-	11, // 20: meridian.v1.DaemonSet.spec:type_name -> meridian.v1.DaemonSetSpec
-	14, // 21: meridian.v1.DaemonSet.status:type_name -> meridian.v1.DaemonSetStatus
-	27, // 22: meridian.v1.DaemonSetSpec.selector:type_name -> meridian.v1.LabelSelector
-	28, // 23: meridian.v1.DaemonSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
-	12, // 24: meridian.v1.DaemonSetSpec.update_strategy:type_name -> meridian.v1.DaemonSetUpdateStrategy
-	13, // 25: meridian.v1.DaemonSetUpdateStrategy.rolling_update:type_name -> meridian.v1.RollingUpdateDaemonSet
-	29, // 26: meridian.v1.RollingUpdateDaemonSet.max_unavailable:type_name -> meridian.v1.IntOrString
-	29, // 27: meridian.v1.RollingUpdateDaemonSet.max_surge:type_name -> meridian.v1.IntOrString
-	30, // 28: meridian.v1.DaemonSetStatus.conditions:type_name -> meridian.v1.Condition
-	26, // 29: meridian.v1.Job.metadata:type_name -> meridian.v1.ObjectMeta
-	16, // 30: meridian.v1.Job.spec:type_name -> meridian.v1.JobSpec
-	17, // 31: meridian.v1.Job.status:type_name -> meridian.v1.JobStatus
-	27, // 32: meridian.v1.JobSpec.selector:type_name -> meridian.v1.LabelSelector
-	28, // 33: meridian.v1.JobSpec.template:type_name -> meridian.v1.PodTemplateSpec
-	30, // 34: meridian.v1.JobStatus.conditions:type_name -> meridian.v1.Condition
-	31, // 35: meridian.v1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
-	31, // 36: meridian.v1.JobStatus.completion_time:type_name -> google.protobuf.Timestamp
-	26, // 37: meridian.v1.CronJob.metadata:type_name -> meridian.v1.ObjectMeta
-	19, // 38: meridian.v1.CronJob.spec:type_name -> meridian.v1.CronJobSpec
-	21, // 39: meridian.v1.CronJob.status:type_name -> meridian.v1.CronJobStatus
-	20, // 40: meridian.v1.CronJobSpec.job_template:type_name -> meridian.v1.JobTemplateSpec
-	26, // 41: meridian.v1.JobTemplateSpec.metadata:type_name -> meridian.v1.ObjectMeta
-	16, // 42: meridian.v1.JobTemplateSpec.spec:type_name -> meridian.v1.JobSpec
-	22, // 43: meridian.v1.CronJobStatus.active:type_name -> meridian.v1.ObjectReference
-	31, // 44: meridian.v1.CronJobStatus.last_schedule_time:type_name -> google.protobuf.Timestamp
-	31, // 45: meridian.v1.CronJobStatus.last_successful_time:type_name -> google.protobuf.Timestamp
-	26, // 46: meridian.v1.ReplicaSet.metadata:type_name -> meridian.v1.ObjectMeta
-	24, // 47: meridian.v1.ReplicaSet.spec:type_name -> meridian.v1.ReplicaSetSpec
-	25, // 48: meridian.v1.ReplicaSet.status:type_name -> meridian.v1.ReplicaSetStatus
-	27, // 49: meridian.v1.ReplicaSetSpec.selector:type_name -> meridian.v1.LabelSelector
-	28, // 50: meridian.v1.ReplicaSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
-	30, // 51: meridian.v1.ReplicaSetStatus.conditions:type_name -> meridian.v1.Condition
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	31, // 10: meridian.v1.DeploymentStatus.clusters:type_name -> meridian.v1.ClusterWorkloadStatus
+	26, // 11: meridian.v1.StatefulSet.metadata:type_name -> meridian.v1.ObjectMeta
+	6,  // 12: meridian.v1.StatefulSet.spec:type_name -> meridian.v1.StatefulSetSpec
+	9,  // 13: meridian.v1.StatefulSet.status:type_name -> meridian.v1.StatefulSetStatus
+	27, // 14: meridian.v1.StatefulSetSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 15: meridian.v1.StatefulSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	7,  // 16: meridian.v1.StatefulSetSpec.update_strategy:type_name -> meridian.v1.StatefulSetUpdateStrategy
+	8,  // 17: meridian.v1.StatefulSetUpdateStrategy.rolling_update:type_name -> meridian.v1.RollingUpdateStatefulSetStrategy
+	29, // 18: meridian.v1.RollingUpdateStatefulSetStrategy.max_unavailable:type_name -> meridian.v1.IntOrString
+	30, // 19: meridian.v1.StatefulSetStatus.conditions:type_name -> meridian.v1.Condition
+	31, // 20: meridian.v1.StatefulSetStatus.clusters:type_name -> meridian.v1.ClusterWorkloadStatus
+	26, // 21: meridian.v1.DaemonSet.metadata:type_name -> meridian.v1.ObjectMeta
+	11, // 22: meridian.v1.DaemonSet.spec:type_name -> meridian.v1.DaemonSetSpec
+	14, // 23: meridian.v1.DaemonSet.status:type_name -> meridian.v1.DaemonSetStatus
+	27, // 24: meridian.v1.DaemonSetSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 25: meridian.v1.DaemonSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	12, // 26: meridian.v1.DaemonSetSpec.update_strategy:type_name -> meridian.v1.DaemonSetUpdateStrategy
+	13, // 27: meridian.v1.DaemonSetUpdateStrategy.rolling_update:type_name -> meridian.v1.RollingUpdateDaemonSet
+	29, // 28: meridian.v1.RollingUpdateDaemonSet.max_unavailable:type_name -> meridian.v1.IntOrString
+	29, // 29: meridian.v1.RollingUpdateDaemonSet.max_surge:type_name -> meridian.v1.IntOrString
+	30, // 30: meridian.v1.DaemonSetStatus.conditions:type_name -> meridian.v1.Condition
+	31, // 31: meridian.v1.DaemonSetStatus.clusters:type_name -> meridian.v1.ClusterWorkloadStatus
+	26, // 32: meridian.v1.Job.metadata:type_name -> meridian.v1.ObjectMeta
+	16, // 33: meridian.v1.Job.spec:type_name -> meridian.v1.JobSpec
+	17, // 34: meridian.v1.Job.status:type_name -> meridian.v1.JobStatus
+	27, // 35: meridian.v1.JobSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 36: meridian.v1.JobSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	30, // 37: meridian.v1.JobStatus.conditions:type_name -> meridian.v1.Condition
+	32, // 38: meridian.v1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
+	32, // 39: meridian.v1.JobStatus.completion_time:type_name -> google.protobuf.Timestamp
+	31, // 40: meridian.v1.JobStatus.clusters:type_name -> meridian.v1.ClusterWorkloadStatus
+	26, // 41: meridian.v1.CronJob.metadata:type_name -> meridian.v1.ObjectMeta
+	19, // 42: meridian.v1.CronJob.spec:type_name -> meridian.v1.CronJobSpec
+	21, // 43: meridian.v1.CronJob.status:type_name -> meridian.v1.CronJobStatus
+	20, // 44: meridian.v1.CronJobSpec.job_template:type_name -> meridian.v1.JobTemplateSpec
+	26, // 45: meridian.v1.JobTemplateSpec.metadata:type_name -> meridian.v1.ObjectMeta
+	16, // 46: meridian.v1.JobTemplateSpec.spec:type_name -> meridian.v1.JobSpec
+	22, // 47: meridian.v1.CronJobStatus.active:type_name -> meridian.v1.ObjectReference
+	32, // 48: meridian.v1.CronJobStatus.last_schedule_time:type_name -> google.protobuf.Timestamp
+	32, // 49: meridian.v1.CronJobStatus.last_successful_time:type_name -> google.protobuf.Timestamp
+	31, // 50: meridian.v1.CronJobStatus.clusters:type_name -> meridian.v1.ClusterWorkloadStatus
+	26, // 51: meridian.v1.ReplicaSet.metadata:type_name -> meridian.v1.ObjectMeta
+	24, // 52: meridian.v1.ReplicaSet.spec:type_name -> meridian.v1.ReplicaSetSpec
+	25, // 53: meridian.v1.ReplicaSet.status:type_name -> meridian.v1.ReplicaSetStatus
+	27, // 54: meridian.v1.ReplicaSetSpec.selector:type_name -> meridian.v1.LabelSelector
+	28, // 55: meridian.v1.ReplicaSetSpec.template:type_name -> meridian.v1.PodTemplateSpec
+	30, // 56: meridian.v1.ReplicaSetStatus.conditions:type_name -> meridian.v1.Condition
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_workloads_proto_init() }
@@ -2338,6 +2399,7 @@ func file_meridian_v1_workloads_proto_init() {
 	}
 	file_meridian_v1_meta_proto_init()
 	file_meridian_v1_pod_proto_init()
+	file_meridian_v1_work_proto_init()
 	file_meridian_v1_workloads_proto_msgTypes[1].OneofWrappers = []any{}
 	file_meridian_v1_workloads_proto_msgTypes[6].OneofWrappers = []any{}
 	file_meridian_v1_workloads_proto_msgTypes[8].OneofWrappers = []any{}
