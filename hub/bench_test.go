@@ -25,7 +25,7 @@ func BenchmarkApply(b *testing.B) {
 			cfg := hubtest.Config(b, b.TempDir())
 			cfg.EtcdTickMs, cfg.EtcdElectionMs = 100, 1000 // production timings
 			h := hubtest.Start(b, cfg)
-			cli := hubtest.Client(b, h.Addr())
+			cli := hubtest.Client(b, h)
 			var next atomic.Int64
 			lat := make([]time.Duration, b.N)
 			var wg sync.WaitGroup

@@ -54,11 +54,11 @@ func TestThreeNodeEmbeddedHub(t *testing.T) {
 
 	ns := resource.MustLookup("Namespace").New()
 	resource.Meta(ns).Name = "shared"
-	if _, err := hubtest.Client(t, hubs[0].Addr()).Apply(ctx(t), &meridianv1.ApplyRequest{Object: resource.MustWrap(ns)}); err != nil {
+	if _, err := hubtest.Client(t, hubs[0]).Apply(ctx(t), &meridianv1.ApplyRequest{Object: resource.MustWrap(ns)}); err != nil {
 		t.Fatalf("apply through %s: %v", names[0], err)
 	}
 	for i, h := range hubs {
-		resp, err := hubtest.Client(t, h.Addr()).Get(ctx(t), &meridianv1.GetRequest{Kind: "ns", Name: "shared"})
+		resp, err := hubtest.Client(t, h).Get(ctx(t), &meridianv1.GetRequest{Kind: "ns", Name: "shared"})
 		if err != nil || resp.GetObject().GetNamespace().GetMetadata().GetName() != "shared" {
 			t.Errorf("get through %s: %v %v", names[i], resp, err)
 		}
@@ -68,18 +68,18 @@ func TestThreeNodeEmbeddedHub(t *testing.T) {
 // TestExternalEtcd runs a hub against an etcd it did not start.
 func TestExternalEtcd(t *testing.T) {
 	endpoints := etcdnodetest.Start(t)
-	cfg := hubtest.Config(t, "")
+	cfg := hubtest.Config(t, t.TempDir())
 	cfg.EtcdEndpoints = endpoints
 	h := hubtest.Start(t, cfg)
-	cli := hubtest.Client(t, h.Addr())
+	cli := hubtest.Client(t, h)
 	if _, err := cli.Apply(ctx(t), &meridianv1.ApplyRequest{Object: resource.MustWrap(deployment("ext", "v1"))}); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 	// A second hub node on the same external etcd sees it.
-	cfg2 := hubtest.Config(t, "")
+	cfg2 := hubtest.Config(t, t.TempDir())
 	cfg2.EtcdEndpoints = endpoints
 	h2 := hubtest.Start(t, cfg2)
-	if _, err := hubtest.Client(t, h2.Addr()).Get(ctx(t), &meridianv1.GetRequest{Kind: "deploy", Namespace: "default", Name: "ext"}); err != nil {
+	if _, err := hubtest.Client(t, h2).Get(ctx(t), &meridianv1.GetRequest{Kind: "deploy", Namespace: "default", Name: "ext"}); err != nil {
 		t.Fatalf("get through the second node: %v", err)
 	}
 }

@@ -11,17 +11,26 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/meridian-fed/meridian/proto/meridian/gossip"
 )
 
 // Config is everything a hub node needs. It is filled from a config file,
 // MERIDIAN_* environment variables and flags (in that order of precedence,
 // lowest first), with the same key names everywhere, and validated once.
 type Config struct {
-	// DataDir holds the embedded etcd data. Default ./meridian-data/hub.
+	// DataDir holds the embedded etcd data, and the CA certificate and
+	// first admin token the hub writes for its operator. Default
+	// ./meridian-data/hub.
 	DataDir string `mapstructure:"data-dir"`
-	// Listen is the gRPC API address. Default 127.0.0.1:7700: loopback only
-	// until mTLS lands, so an unauthenticated API is never exposed.
+	// Listen is the gRPC API address (TLS; admin calls need a credential,
+	// members mutual TLS). Default 127.0.0.1:7700.
 	Listen string `mapstructure:"listen"`
+	// TLSSANs are extra DNS names and IPs for the hub's serving
+	// certificate, besides localhost, 127.0.0.1 and the listen host.
+	TLSSANs []string `mapstructure:"tls-san"`
 	// HTTPListen serves /healthz, /readyz and /metrics. Default 127.0.0.1:7701.
 	HTTPListen string `mapstructure:"http-listen"`
 
@@ -41,6 +50,26 @@ type Config struct {
 	EtcdInitialCluster string `mapstructure:"etcd-initial-cluster"`
 	// EtcdInitialClusterState is "new" to bootstrap, "existing" to join.
 	EtcdInitialClusterState string `mapstructure:"etcd-initial-cluster-state"`
+
+	// Region and Datacenter place this hub node (gossip meta, and which
+	// datacenter a multi-node hub loses with it). Default "default".
+	Region     string `mapstructure:"region"`
+	Datacenter string `mapstructure:"datacenter"`
+
+	// GossipListen is the gossip (memberlist) address, UDP and TCP; empty
+	// disables gossip, and cluster health then rests on the Sync stream
+	// alone. Default empty.
+	GossipListen string `mapstructure:"gossip-listen"`
+	// GossipKey is the base64 AES-256 key gossip is encrypted with
+	// (required with gossip-listen); GossipSecondaryKeys are further keys
+	// accepted during a rotation.
+	GossipKey           string   `mapstructure:"gossip-key"`
+	GossipSecondaryKeys []string `mapstructure:"gossip-secondary-keys"`
+	// GossipProfile is same-dc, cross-region or test. Default same-dc.
+	GossipProfile string `mapstructure:"gossip-profile"`
+	// HeartbeatTimeout is how old a member's last heartbeat may be before
+	// it is Suspect. Default 15s (three missed 5 s heartbeats).
+	HeartbeatTimeout time.Duration `mapstructure:"heartbeat-timeout"`
 
 	// MaxRequestBytes bounds one API request. Default 4 MiB.
 	MaxRequestBytes int `mapstructure:"max-request-bytes"`
@@ -65,6 +94,10 @@ func DefaultConfig() Config {
 		EtcdClientURL:           "http://127.0.0.1:7702",
 		EtcdPeerURL:             "http://127.0.0.1:7703",
 		EtcdInitialClusterState: "new",
+		Region:                  "default",
+		Datacenter:              "default",
+		GossipProfile:           "same-dc",
+		HeartbeatTimeout:        15 * time.Second,
 		MaxRequestBytes:         4 << 20,
 		RequestTimeout:          30 * time.Second,
 		ShutdownTimeout:         10 * time.Second,
@@ -91,6 +124,9 @@ func (c *Config) Validate() error {
 			bad("http-listen", "%q is not host:port: %v", c.HTTPListen, err)
 		}
 	}
+	if c.DataDir == "" {
+		bad("data-dir", "required (the embedded etcd's data, the CA certificate and the first admin token go there)")
+	}
 	if c.External() {
 		for i, ep := range c.EtcdEndpoints {
 			if err := checkURL(ep); err != nil {
@@ -98,9 +134,6 @@ func (c *Config) Validate() error {
 			}
 		}
 	} else {
-		if c.DataDir == "" {
-			bad("data-dir", "required for the embedded etcd (or set etcd-endpoints)")
-		}
 		if c.EtcdName == "" {
 			bad("etcd-name", "required")
 		}
@@ -134,6 +167,25 @@ func (c *Config) Validate() error {
 		default:
 			bad("etcd-initial-cluster-state", "%q must be new or existing", c.EtcdInitialClusterState)
 		}
+	}
+	for key, v := range map[string]string{"region": c.Region, "datacenter": c.Datacenter} {
+		if msgs := k8svalidation.IsDNS1123Label(v); len(msgs) > 0 {
+			bad(key, "%q: %s", v, strings.Join(msgs, "; "))
+		}
+	}
+	if c.GossipListen != "" {
+		if _, _, err := net.SplitHostPort(c.GossipListen); err != nil {
+			bad("gossip-listen", "%q is not host:port: %v", c.GossipListen, err)
+		}
+		if c.GossipKey == "" {
+			bad("gossip-key", "required with gossip-listen: gossip is always encrypted (make one with `meridian gossip keygen`)")
+		}
+	}
+	if _, err := gossip.ProfileNamed(c.GossipProfile); err != nil {
+		bad("gossip-profile", "%v", err)
+	}
+	if c.HeartbeatTimeout <= 0 {
+		bad("heartbeat-timeout", "must be positive, got %s", c.HeartbeatTimeout)
 	}
 	if c.MaxRequestBytes <= 0 {
 		bad("max-request-bytes", "must be positive, got %d", c.MaxRequestBytes)

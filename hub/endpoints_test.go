@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
@@ -36,7 +34,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // /healthz, /readyz, /metrics, the gRPC health service and reflection.
 func TestHealthMetricsAndReflection(t *testing.T) {
 	h := hubtest.Start(t, hubtest.Config(t, t.TempDir()))
-	cli := hubtest.Client(t, h.Addr())
+	cli := hubtest.Client(t, h)
 	if _, err := cli.List(ctx(t), &meridianv1.ListRequest{Kind: "ns"}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +49,7 @@ func TestHealthMetricsAndReflection(t *testing.T) {
 		t.Errorf("/metrics lacks per-method gRPC or Go metrics (%d)", code)
 	}
 
-	conn, err := grpc.NewClient(h.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := hubtest.Conn(t, h)
 	hr, err := healthpb.NewHealthClient(conn).Check(ctx(t), &healthpb.HealthCheckRequest{Service: "meridian.v1.AdminService"})
 	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("gRPC health: %v %v", hr, err)
@@ -84,7 +78,7 @@ func TestHealthMetricsAndReflection(t *testing.T) {
 // compaction gets gRPC OutOfRange telling it to relist, not silence.
 func TestWatchFromCompactedRevisionSaysRelist(t *testing.T) {
 	h := hubtest.Start(t, hubtest.Config(t, t.TempDir()))
-	cli := hubtest.Client(t, h.Addr())
+	cli := hubtest.Client(t, h)
 	first, err := cli.Apply(ctx(t), &meridianv1.ApplyRequest{Object: resource.MustWrap(deployment("old", "v1"))})
 	if err != nil {
 		t.Fatal(err)

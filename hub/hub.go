@@ -5,16 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"google.golang.org/grpc"
+
 	"github.com/meridian-fed/meridian/hub/etcdnode"
+	"github.com/meridian-fed/meridian/hub/federation"
 	"github.com/meridian-fed/meridian/hub/store"
 	"github.com/meridian-fed/meridian/proto/meridian/apiserver"
+	"github.com/meridian-fed/meridian/proto/meridian/gossip"
+	"github.com/meridian-fed/meridian/proto/meridian/pki"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
+	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
+	"github.com/meridian-fed/meridian/proto/meridian/version"
 )
 
 // Hub is one running hub node.
@@ -25,6 +35,13 @@ type Hub struct {
 	cli   *clientv3.Client
 	store *store.Store
 	api   *apiserver.Server
+	sec   *security
+	fed   *federation.Federation
+	gsp   *gossip.Gossip // nil without gossip-listen
+	hubID string
+
+	cancel context.CancelFunc // stops the federation's goroutines
+	wg     sync.WaitGroup
 }
 
 // Start brings a hub node up: etcd, then the store, then the API. On any
@@ -36,10 +53,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (h *Hub, err error
 	if log == nil {
 		log = slog.Default()
 	}
-	h = &Hub{cfg: cfg, log: log}
+	started := &Hub{cfg: cfg, log: log}
+	h = started
 	defer func() {
 		if err != nil {
-			h.Close()
+			started.Close()
 			h = nil
 		}
 	}()
@@ -75,6 +93,33 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (h *Hub, err error
 		return nil, err
 	}
 
+	if h.hubID, err = clusterID(ctx, h.cli); err != nil {
+		return nil, err
+	}
+	if h.sec, err = setupSecurity(ctx, cfg, h.cli); err != nil {
+		return nil, err
+	}
+	auth := &pki.Authenticator{AdminTokens: h.sec.adminTokens}
+	policy, err := authPolicy()
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	if cfg.GossipListen != "" {
+		if h.gsp, err = startGossip(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	fcfg := federation.Config{
+		Store: h.store, CA: h.sec.ca, Tokens: h.sec.tokens, HubID: h.hubID, Version: version.Version,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, Registry: reg, Log: log,
+	}
+	if h.gsp != nil {
+		fcfg.Gossip = h.gsp
+	}
+	if h.fed, err = federation.New(fcfg); err != nil {
+		return nil, err
+	}
 	h.api, err = apiserver.Start(apiserver.Options{
 		GRPCListen:      cfg.Listen,
 		HTTPListen:      cfg.HTTPListen,
@@ -84,13 +129,28 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (h *Hub, err error
 			_, err := h.store.Revision(ctx)
 			return err
 		},
-		Registry: prometheus.NewRegistry(),
-		Logger:   log,
-	}, apiserver.NewAdmin(h.store, log), nil)
+		Registry:           reg,
+		Logger:             log,
+		TLS:                h.sec.serverTLS,
+		UnaryInterceptors:  []grpc.UnaryServerInterceptor{auth.Unary(), policy.Unary()},
+		StreamInterceptors: []grpc.StreamServerInterceptor{auth.Stream(), policy.Stream()},
+	}, apiserver.NewAdmin(h.store, log), func(s *grpc.Server) {
+		meridianv1.RegisterFederationServiceServer(s, h.fed)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to start API server: %w", err)
 	}
-	log.Info("hub started", "api", h.api.GRPCAddr(), "http", h.api.HTTPAddr(), "etcd", endpoints, "embedded", h.node != nil)
+	if h.gsp != nil {
+		if err := h.gsp.UpdateMeta(gossipMeta(cfg, h.api.GRPCAddr()), 5*time.Second); err != nil {
+			log.Warn("failed to advertise the API address over gossip", "err", err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.goRun(func() { h.fed.Serve(runCtx) })
+	h.goRun(func() { runAsLeader(runCtx, h.cli, cfg.EtcdName, 5, log, h.fed.Run) })
+	log.Info("hub started", "api", h.api.GRPCAddr(), "http", h.api.HTTPAddr(), "etcd", endpoints, "embedded", h.node != nil,
+		"hub_id", h.hubID, "gossip", cfg.GossipListen)
 	return h, nil
 }
 
@@ -121,18 +181,54 @@ func (h *Hub) Addr() string { return h.api.GRPCAddr() }
 // HTTPAddr is the address of /healthz, /readyz and /metrics.
 func (h *Hub) HTTPAddr() string { return h.api.HTTPAddr() }
 
+func (h *Hub) goRun(f func()) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
+}
+
+// Federation is the hub's federation side (streams, acks).
+func (h *Hub) Federation() *federation.Federation { return h.fed }
+
+// ID names the federation: the etcd cluster ID.
+func (h *Hub) ID() string { return h.hubID }
+
+// CA is the federation CA.
+func (h *Hub) CA() *pki.CA { return h.sec.ca }
+
+// GossipAddr is the gossip address, or "" without gossip.
+func (h *Hub) GossipAddr() string {
+	if h.gsp == nil {
+		return ""
+	}
+	return h.gsp.LocalAddr()
+}
+
 // Store is the hub's typed store.
 func (h *Hub) Store() *store.Store { return h.store }
 
-// Close shuts the hub down in order — API (letting calls finish), etcd
-// client, embedded etcd — each step bounded by ShutdownTimeout.
+// Close shuts the hub down in order — gossip (leaving the pool), API
+// (letting calls finish), controllers, etcd client, embedded etcd — each
+// step bounded by ShutdownTimeout.
 func (h *Hub) Close() error {
 	var errs []error
+	if h.gsp != nil {
+		_ = h.gsp.Leave(h.cfg.ShutdownTimeout)
+		if err := h.gsp.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to stop gossip: %w", err))
+		}
+	}
 	if h.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ShutdownTimeout)
 		h.api.Stop(ctx)
 		cancel()
 	}
+	if h.cancel != nil {
+		h.cancel()
+	}
+	h.wg.Wait()
 	if h.cli != nil {
 		if err := h.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("failed to close etcd client: %w", err))
@@ -144,4 +240,42 @@ func (h *Hub) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// clusterID names the federation by its etcd cluster ID.
+func clusterID(ctx context.Context, cli *clientv3.Client) (string, error) {
+	resp, err := cli.Get(ctx, "/meridian/hub-id-probe")
+	if err != nil {
+		return "", fmt.Errorf("failed to read the etcd cluster ID: %w", err)
+	}
+	return fmt.Sprintf("%016x", resp.Header.GetClusterId()), nil
+}
+
+func gossipMeta(cfg Config, api string) gossip.Meta {
+	return gossip.Meta{Role: gossip.RoleHub, Region: cfg.Region, Datacenter: cfg.Datacenter,
+		Addresses: map[string]string{"api": api}, Version: version.Version}
+}
+
+func startGossip(cfg Config, log *slog.Logger) (*gossip.Gossip, error) {
+	host, portStr, err := net.SplitHostPort(cfg.GossipListen)
+	if err != nil {
+		return nil, fmt.Errorf("gossip-listen: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip-listen: port %q: %w", portStr, err)
+	}
+	profile, err := gossip.ProfileNamed(cfg.GossipProfile)
+	if err != nil {
+		return nil, fmt.Errorf("gossip-profile: %w", err)
+	}
+	g, err := gossip.Start(gossip.Config{
+		Name: "hub-" + cfg.EtcdName, Role: gossip.RoleHub, Region: cfg.Region, Datacenter: cfg.Datacenter,
+		Version: version.Version, BindAddr: host, BindPort: port,
+		PrimaryKey: cfg.GossipKey, SecondaryKeys: cfg.GossipSecondaryKeys, Profile: profile, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to start gossip on %s (gossip-listen): %w", cfg.GossipListen, err)
+	}
+	return g, nil
 }

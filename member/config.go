@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/meridian-fed/meridian/member/agent"
+	"github.com/meridian-fed/meridian/proto/meridian/gossip"
 )
 
 // Config is everything a member agent needs, filled from a config file,
@@ -36,9 +37,32 @@ type Config struct {
 	// Region and Datacenter place the member in the federation's topology.
 	Region     string `mapstructure:"region"`
 	Datacenter string `mapstructure:"datacenter"`
-	// Standalone runs with no hub: the member is managed through its own API.
-	// It is the only mode until federation lands.
+	// Standalone runs with no hub: the member is managed through its own
+	// API. Exactly one of standalone and hub is required.
 	Standalone bool `mapstructure:"standalone"`
+	// Hub is the hub API address (host:port) the member syncs with.
+	Hub string `mapstructure:"hub"`
+	// JoinToken is traded for a member certificate on the first start
+	// (`meridian token create`); later starts use the stored certificate.
+	JoinToken string `mapstructure:"join-token"`
+	// HubCAPin ("sha256:<hex>", printed with the token) or HubCAFile (the
+	// hub's ca.crt) is how the joining member knows it talks to the real hub.
+	HubCAPin  string `mapstructure:"hub-ca-pin"`
+	HubCAFile string `mapstructure:"hub-ca-file"`
+	// Labels are the Cluster's labels (key=value), for placement.
+	Labels map[string]string `mapstructure:"labels"`
+	// HeartbeatInterval is how often the member tells the hub it is alive,
+	// with its capacity. Default 5s.
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat-interval"`
+	// GossipListen is the gossip address (UDP and TCP); empty disables
+	// gossip. GossipSeeds are the hub's gossip addresses. GossipKey and
+	// GossipSecondaryKeys are the base64 keys (the hub's).
+	GossipListen        string   `mapstructure:"gossip-listen"`
+	GossipSeeds         []string `mapstructure:"gossip-seeds"`
+	GossipKey           string   `mapstructure:"gossip-key"`
+	GossipSecondaryKeys []string `mapstructure:"gossip-secondary-keys"`
+	// GossipProfile is same-dc, cross-region or test. Default same-dc.
+	GossipProfile string `mapstructure:"gossip-profile"`
 	// DataDir holds the store (state.db) and the pods' directories.
 	DataDir string `mapstructure:"data-dir"`
 	// Listen is the local API address (Admin and Log services).
@@ -81,22 +105,24 @@ type Config struct {
 // DefaultConfig returns a Config with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		Name:             "member",
-		Region:           "local",
-		Datacenter:       "local",
-		DataDir:          filepath.Join("meridian-data", "member"),
-		Listen:           "127.0.0.1:7710",
-		HTTPListen:       "127.0.0.1:7711",
-		PodCIDR:          "127.1.0.0/16",
-		ServiceCIDR:      "127.2.0.0/16",
-		Runtime:          "exec",
-		NodeCount:        1,
-		NodeCPU:          strconv.Itoa(runtime.NumCPU()),
-		NodeMemory:       "8Gi",
-		NodePods:         110,
-		CrashLoopBackoff: 10 * time.Second,
-		ShutdownTimeout:  10 * time.Second,
-		LogLevel:         "info",
+		Name:              "member",
+		Region:            "local",
+		Datacenter:        "local",
+		DataDir:           filepath.Join("meridian-data", "member"),
+		Listen:            "127.0.0.1:7710",
+		HTTPListen:        "127.0.0.1:7711",
+		PodCIDR:           "127.1.0.0/16",
+		ServiceCIDR:       "127.2.0.0/16",
+		Runtime:           "exec",
+		NodeCount:         1,
+		NodeCPU:           strconv.Itoa(runtime.NumCPU()),
+		NodeMemory:        "8Gi",
+		NodePods:          110,
+		CrashLoopBackoff:  10 * time.Second,
+		ShutdownTimeout:   10 * time.Second,
+		HeartbeatInterval: 5 * time.Second,
+		GossipProfile:     "same-dc",
+		LogLevel:          "info",
 	}
 }
 
@@ -137,8 +163,52 @@ func (c *Config) Validate() error {
 	label("name", c.Name)
 	label("region", c.Region)
 	label("datacenter", c.Datacenter)
-	if !c.Standalone {
-		bad("standalone", "joining a hub is not implemented yet: run with --standalone")
+	switch {
+	case c.Standalone && c.Hub != "":
+		bad("standalone", "conflicts with hub %q: a member either runs on its own or syncs with a hub", c.Hub)
+	case !c.Standalone && c.Hub == "":
+		bad("hub", "required (the hub's host:port), or run on its own with --standalone")
+	}
+	if c.Hub != "" {
+		if _, _, err := net.SplitHostPort(c.Hub); err != nil {
+			bad("hub", "%q is not host:port: %v", c.Hub, err)
+		}
+		if c.JoinToken != "" && c.HubCAPin == "" && c.HubCAFile == "" {
+			bad("hub-ca-pin", "required with join-token (printed by `meridian token create`), or give hub-ca-file: the member must know it talks to the real hub before it sends its token")
+		}
+	}
+	if c.HeartbeatInterval <= 0 {
+		bad("heartbeat-interval", "must be positive, got %s", c.HeartbeatInterval)
+	}
+	for k, v := range c.Labels {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			bad("labels", "key %q: %s", k, msgs[0])
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+			bad("labels", "value %q of %s: %s", v, k, msgs[0])
+		}
+	}
+	if c.GossipListen != "" {
+		if c.Hub == "" {
+			bad("gossip-listen", "gossip needs a hub (hub)")
+		}
+		if _, _, err := net.SplitHostPort(c.GossipListen); err != nil {
+			bad("gossip-listen", "%q is not host:port: %v", c.GossipListen, err)
+		}
+		if c.GossipKey == "" {
+			bad("gossip-key", "required with gossip-listen: gossip is always encrypted (the hub's key)")
+		}
+		if len(c.GossipSeeds) == 0 {
+			bad("gossip-seeds", "required with gossip-listen: the hub's gossip address(es)")
+		}
+		for i, s := range c.GossipSeeds {
+			if _, _, err := net.SplitHostPort(s); err != nil {
+				bad(fmt.Sprintf("gossip-seeds[%d]", i), "%q is not host:port: %v", s, err)
+			}
+		}
+	}
+	if _, err := gossip.ProfileNamed(c.GossipProfile); err != nil {
+		bad("gossip-profile", "%v", err)
 	}
 	if c.DataDir == "" {
 		bad("data-dir", "required")

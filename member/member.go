@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/meridian-fed/meridian/member/controller/job"
 	"github.com/meridian-fed/meridian/member/controller/replicaset"
 	"github.com/meridian-fed/meridian/member/controller/statefulset"
+	"github.com/meridian-fed/meridian/member/hubsync"
 	"github.com/meridian-fed/meridian/member/runtime"
 	"github.com/meridian-fed/meridian/member/runtime/exec"
 	"github.com/meridian-fed/meridian/member/runtime/ipam"
@@ -29,9 +32,11 @@ import (
 	"github.com/meridian-fed/meridian/member/service"
 	mstore "github.com/meridian-fed/meridian/member/store"
 	"github.com/meridian-fed/meridian/proto/meridian/apiserver"
+	"github.com/meridian-fed/meridian/proto/meridian/gossip"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	"github.com/meridian-fed/meridian/proto/meridian/storage"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
+	"github.com/meridian-fed/meridian/proto/meridian/version"
 )
 
 // Member is one running member agent.
@@ -41,7 +46,9 @@ type Member struct {
 	db    *mstore.Store
 	store storage.Interface
 	api   *apiserver.Server
-	sim   *sim.Engine // nil with the exec runtime
+	sim   *sim.Engine     // nil with the exec runtime
+	sync  *hubsync.Client // nil when standalone
+	gsp   *gossip.Gossip  // nil without gossip
 
 	agents map[string]*agent.Agent // by node name; fixed after Start
 
@@ -143,6 +150,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (m *Member, err er
 		})
 	}
 
+	reg := prometheus.NewRegistry()
 	m.api, err = apiserver.Start(apiserver.Options{
 		GRPCListen: cfg.Listen,
 		HTTPListen: cfg.HTTPListen,
@@ -152,13 +160,34 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (m *Member, err er
 			}
 			return nil
 		},
-		Registry: prometheus.NewRegistry(),
+		Registry: reg,
 		Logger:   log,
 	}, apiserver.NewAdmin(m.store, log), func(s *grpc.Server) {
 		meridianv1.RegisterLogServiceServer(s, &logService{m: m})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to start the member API: %w", err)
+	}
+	if cfg.Hub != "" {
+		m.sync, err = hubsync.New(hubsync.Config{
+			Hub: cfg.Hub, Cluster: cfg.Name, Region: cfg.Region, Datacenter: cfg.Datacenter, Labels: cfg.Labels,
+			APIEndpoint: m.api.GRPCAddr(), Version: version.Version,
+			JoinToken: cfg.JoinToken, CAPin: cfg.HubCAPin, CAFile: cfg.HubCAFile,
+			StateDir: filepath.Join(cfg.DataDir, "hub"), Store: m.store, Informers: inf,
+			HeartbeatInterval: cfg.HeartbeatInterval, Registry: reg, Log: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := m.sync.Join(ctx); err != nil {
+			return nil, err
+		}
+		m.goRun(func() { m.sync.Run(runCtx) })
+	}
+	if cfg.GossipListen != "" {
+		if m.gsp, err = m.startGossip(); err != nil {
+			return nil, err
+		}
 	}
 	log.Info("member started", "api", m.api.GRPCAddr(), "nodes", len(m.agents), "runtime", cfg.Runtime)
 	return m, nil
@@ -232,9 +261,43 @@ func (m *Member) Nodes() []string {
 // agentFor returns the agent of a node, or nil.
 func (m *Member) agentFor(node string) *agent.Agent { return m.agents[node] }
 
-// Close stops the member in order: the API, then controllers, scheduler and
-// node agents (which stop every pod), then the store.
+// startGossip joins the federation's gossip pool as this cluster's node.
+func (m *Member) startGossip() (*gossip.Gossip, error) {
+	host, portStr, err := net.SplitHostPort(m.cfg.GossipListen)
+	if err != nil {
+		return nil, fmt.Errorf("gossip-listen: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip-listen: port %q: %w", portStr, err)
+	}
+	profile, err := gossip.ProfileNamed(m.cfg.GossipProfile)
+	if err != nil {
+		return nil, fmt.Errorf("gossip-profile: %w", err)
+	}
+	g, err := gossip.Start(gossip.Config{
+		Name: m.cfg.Name, Role: gossip.RoleMember, Region: m.cfg.Region, Datacenter: m.cfg.Datacenter, Cluster: m.cfg.Name,
+		Addresses: map[string]string{"api": m.api.GRPCAddr()}, Version: version.Version,
+		BindAddr: host, BindPort: port, Seeds: m.cfg.GossipSeeds,
+		PrimaryKey: m.cfg.GossipKey, SecondaryKeys: m.cfg.GossipSecondaryKeys, Profile: profile, Logger: m.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to start gossip on %s (gossip-listen): %w", m.cfg.GossipListen, err)
+	}
+	return g, nil
+}
+
+// Sync is the member's hub link, or nil when standalone.
+func (m *Member) Sync() *hubsync.Client { return m.sync }
+
+// Close stops the member in order: gossip (leaving the pool), the API, then
+// the hub link, controllers, scheduler and node agents (which stop every
+// pod), then the store.
 func (m *Member) Close() error {
+	if m.gsp != nil {
+		_ = m.gsp.Leave(m.cfg.ShutdownTimeout)
+		m.gsp.Close()
+	}
 	if m.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
 		m.api.Stop(ctx)

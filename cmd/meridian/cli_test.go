@@ -34,9 +34,16 @@ func run(t *testing.T, stdin string, args ...string) (stdout, stderr string, err
 
 func startHub(t *testing.T) *hub.Hub {
 	t.Helper()
-	h := hubtest.Start(t, hubtest.Config(t, t.TempDir()))
+	dir := t.TempDir()
+	h := hubtest.Start(t, hubtest.Config(t, dir))
 	t.Setenv("MERIDIAN_CLIENT_CONFIG", filepath.Join(t.TempDir(), "client.yaml"))
 	t.Setenv("MERIDIAN_SERVER", h.Addr())
+	t.Setenv("MERIDIAN_CA_FILE", filepath.Join(dir, hub.CAFile))
+	tok, err := os.ReadFile(filepath.Join(dir, hub.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MERIDIAN_TOKEN", strings.TrimSpace(string(tok)))
 	return h
 }
 
@@ -161,6 +168,11 @@ func TestClientErrorsAreClear(t *testing.T) {
 	t.Setenv("MERIDIAN_CLIENT_CONFIG", filepath.Join(t.TempDir(), "client.yaml"))
 	t.Setenv("MERIDIAN_SERVER", "127.0.0.1:"+itoa(int32(hubtest.FreePort(t))))
 	_, _, err := run(t, "", "get", "deploy", "--request-timeout", "2s")
+	if err == nil || !strings.Contains(err.Error(), "--ca-file") {
+		t.Errorf("hub without a CA: %v", err)
+	}
+	t.Setenv("MERIDIAN_INSECURE", "1")
+	_, _, err = run(t, "", "get", "deploy", "--request-timeout", "2s")
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the API") && !strings.Contains(err.Error(), "did not answer") {
 		t.Errorf("unreachable server: %v", err)
 	}
@@ -177,7 +189,23 @@ func TestClientErrorsAreClear(t *testing.T) {
 func TestContextFile(t *testing.T) {
 	h := startHub(t)
 	os.Unsetenv("MERIDIAN_SERVER")
-	if _, _, err := run(t, "", "context", "set", "mine", "--server", h.Addr(), "--namespace", "default"); err != nil {
+	caFile, token := os.Getenv("MERIDIAN_CA_FILE"), os.Getenv("MERIDIAN_TOKEN")
+	os.Unsetenv("MERIDIAN_CA_FILE")
+	os.Unsetenv("MERIDIAN_TOKEN")
+	if _, _, err := run(t, "", "context", "set", "mine", "--server", h.Addr(), "--namespace", "default"); err == nil || !strings.Contains(err.Error(), "--ca-file") {
+		t.Errorf("context set without a CA: %v", err)
+	}
+	if _, _, err := run(t, "", "context", "set", "mine", "--server", h.Addr(), "--namespace", "default", "--ca-file", caFile, "--token", "bad"); err == nil || !strings.Contains(err.Error(), "--token") {
+		t.Errorf("context set with a malformed token: %v", err)
+	}
+	if _, _, err := run(t, "", "context", "set", "mine", "--server", h.Addr(), "--namespace", "default", "--ca-file", caFile); err != nil {
+		t.Fatal(err)
+	}
+	// TLS without the token: the hub says who is missing.
+	if _, _, err := run(t, "", "get", "ns"); err == nil || !strings.Contains(err.Error(), "Unauthenticated") && !strings.Contains(err.Error(), "credential") {
+		t.Errorf("get without a token: %v", err)
+	}
+	if _, _, err := run(t, "", "context", "set", "mine", "--server", h.Addr(), "--namespace", "default", "--ca-file", caFile, "--token", token); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := run(t, "", "context", "list")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -72,9 +73,27 @@ func describe(w io.Writer, kind *resource.Kind, o resource.Object, now time.Time
 	if ct := md.GetCreationTimestamp(); ct != nil {
 		row("Created", fmt.Sprintf("%s (%s ago)", ct.AsTime().Local().Format(time.RFC1123), shortDuration(now.Sub(ct.AsTime()))))
 	}
+	clusters := clusterStatuses(o)
+	if len(clusters) > 0 {
+		fmt.Fprintln(w, "Clusters:")
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  CLUSTER\tDESIRED\tCURRENT\tREADY\tAVAILABLE\tUP-TO-DATE\tSUCCEEDED\tFAILED\tAPPLIED\tREPORTED")
+		for _, c := range clusters {
+			reported := "<never>"
+			if t := c.GetLastUpdateTime(); t != nil {
+				reported = shortDuration(now.Sub(t.AsTime())) + " ago"
+			}
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%t\t%s\n", c.GetCluster(), c.GetReplicas(), c.GetCurrent(), c.GetReadyReplicas(),
+				c.GetAvailableReplicas(), c.GetUpdatedReplicas(), c.GetSucceeded(), c.GetFailed(), c.GetApplied(), reported)
+		}
+		tw.Flush()
+	}
 	m, err := manifest.Encode(o)
 	if err != nil {
 		return err
+	}
+	if st, ok := m["status"].(map[string]any); ok {
+		delete(st, "clusters") // shown above as a table
 	}
 	delete(m, "apiVersion")
 	delete(m, "kind")
@@ -100,4 +119,21 @@ func jsonIndent(v any) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// clusterStatuses is a hub workload's per-cluster status.
+func clusterStatuses(o resource.Object) []*meridianv1.ClusterWorkloadStatus {
+	switch w := o.(type) {
+	case *meridianv1.Deployment:
+		return w.GetStatus().GetClusters()
+	case *meridianv1.StatefulSet:
+		return w.GetStatus().GetClusters()
+	case *meridianv1.DaemonSet:
+		return w.GetStatus().GetClusters()
+	case *meridianv1.Job:
+		return w.GetStatus().GetClusters()
+	case *meridianv1.CronJob:
+		return w.GetStatus().GetClusters()
+	}
+	return nil
 }

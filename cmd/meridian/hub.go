@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +16,7 @@ func newHubCommand() *cobra.Command {
 	def := hub.DefaultConfig()
 	cmd := &cobra.Command{
 		Use:   "hub",
-		Short: "Run a hub node: embedded (or external) etcd and the Admin API",
+		Short: "Run a hub node: embedded (or external) etcd, the Admin API and the federation",
 		Long: `Run a hub node. Settings come from --config (YAML, keys are the flag names),
 MERIDIAN_* environment variables (MERIDIAN_DATA_DIR, MERIDIAN_LISTEN, ...) and flags.
 
@@ -34,7 +35,8 @@ An external etcd:
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "hub ready: API %s, health and metrics http://%s\n", h.Addr(), h.HTTPAddr())
+			fmt.Fprintf(cmd.OutOrStdout(), "hub ready: API %s (TLS), health and metrics http://%s\n  CA certificate %s, first admin token in %s\n",
+				h.Addr(), h.HTTPAddr(), filepath.Join(cfg.DataDir, hub.CAFile), filepath.Join(cfg.DataDir, hub.AdminTokenFile))
 			<-cmd.Context().Done()
 			log.Info("shutting down")
 			return h.Close()
@@ -51,6 +53,14 @@ An external etcd:
 	f.String("etcd-peer-url", def.EtcdPeerURL, "embedded etcd peer URL")
 	f.String("etcd-initial-cluster", "", "every node of a multi-node embedded hub: name=peerURL,...")
 	f.String("etcd-initial-cluster-state", def.EtcdInitialClusterState, "new (bootstrap) or existing (join)")
+	f.StringSlice("tls-san", nil, "extra DNS names and IPs for the hub's serving certificate")
+	f.String("region", def.Region, "this hub node's region")
+	f.String("datacenter", def.Datacenter, "this hub node's datacenter")
+	f.String("gossip-listen", "", "gossip address, UDP and TCP (empty disables gossip; health then uses the Sync stream only)")
+	f.String("gossip-key", "", "base64 AES-256 gossip key (`meridian gossip keygen`)")
+	f.StringSlice("gossip-secondary-keys", nil, "further gossip keys accepted during a rotation")
+	f.String("gossip-profile", def.GossipProfile, "gossip timings: same-dc, cross-region or test")
+	f.Duration("heartbeat-timeout", def.HeartbeatTimeout, "how old a member's last heartbeat may be before it is Suspect")
 	f.Int("max-request-bytes", def.MaxRequestBytes, "largest API request accepted")
 	f.Duration("request-timeout", def.RequestTimeout, "deadline for API calls that carry none")
 	f.Duration("shutdown-timeout", def.ShutdownTimeout, "bound on each step of shutdown")

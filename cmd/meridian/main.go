@@ -46,12 +46,17 @@ func newRootCommand() *cobra.Command {
 		newMemberCommand(),
 		newLogsCommand(cf),
 		newRolloutCommand(cf),
-		newDevCommand(),
+		newDevCommand(cf),
 		newApplyCommand(cf),
 		newGetCommand(cf),
 		newDescribeCommand(cf),
 		newDeleteCommand(cf),
 		newContextCommand(cf),
+		newTokenCommand(cf),
+		newCordonCommand(cf, true),
+		newCordonCommand(cf, false),
+		newTaintCommand(cf),
+		newGossipCommand(),
 		newVersionCommand(),
 	)
 	return root

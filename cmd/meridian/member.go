@@ -19,12 +19,17 @@ and a node agent per declared node that runs pods as real processes (runtime exe
 or simulated ones (runtime sim).
 
 Settings come from --config (YAML, keys are the flag names, plus a "nodes" list),
-MERIDIAN_* environment variables and flags. Until federation lands a member runs
-on its own: pass --standalone, then point the CLI at it:
+MERIDIAN_* environment variables and flags. A member joins a hub once with a
+token (` + "`meridian token create`" + ` prints the command), then syncs with it:
+
+  meridian member --hub 127.0.0.1:7700 --join-token TOKEN --hub-ca-pin sha256:... \
+      --name dc-a1 --region region-a --datacenter dc-a1 --data-dir /tmp/dc-a1
+
+Or it runs on its own (--standalone); point the CLI at its plaintext local API:
 
   meridian member --standalone --name dc-a1 --data-dir /tmp/dc-a1
-  meridian --server 127.0.0.1:7710 apply -f deploy.yaml
-  meridian --server 127.0.0.1:7710 get pods -o wide
+  meridian --server 127.0.0.1:7710 --insecure apply -f deploy.yaml
+  meridian --server 127.0.0.1:7710 --insecure get pods -o wide
 
 A config file can declare nodes in detail:
 
@@ -56,7 +61,18 @@ A config file can declare nodes in detail:
 	f.String("name", def.Name, "this member's cluster name")
 	f.String("region", def.Region, "region label")
 	f.String("datacenter", def.Datacenter, "datacenter label")
-	f.Bool("standalone", false, "run without a hub (the only mode until federation lands)")
+	f.Bool("standalone", false, "run without a hub")
+	f.String("hub", "", "hub API address (host:port) to join and sync with")
+	f.String("join-token", "", "join token (first start only; `meridian token create`)")
+	f.String("hub-ca-pin", "", "sha256:<hex> of the hub CA's key, printed with the token")
+	f.String("hub-ca-file", "", "the hub's CA certificate (PEM), instead of hub-ca-pin")
+	f.StringToString("labels", nil, "the Cluster's labels: key=value,...")
+	f.Duration("heartbeat-interval", def.HeartbeatInterval, "how often to tell the hub the member is alive, with its capacity")
+	f.String("gossip-listen", "", "gossip address, UDP and TCP (empty disables gossip)")
+	f.StringSlice("gossip-seeds", nil, "the hub's gossip addresses")
+	f.String("gossip-key", "", "base64 gossip encryption key (the hub's)")
+	f.StringSlice("gossip-secondary-keys", nil, "further gossip keys accepted during a rotation")
+	f.String("gossip-profile", def.GossipProfile, "gossip timings: same-dc, cross-region or test")
 	f.String("data-dir", def.DataDir, "directory for the store and the pods")
 	f.String("listen", def.Listen, "local API address")
 	f.String("http-listen", def.HTTPListen, "address of /healthz, /readyz and /metrics (empty disables)")

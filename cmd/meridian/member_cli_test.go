@@ -29,6 +29,7 @@ func startMember(t *testing.T) *member.Member {
 	t.Cleanup(func() { m.Close() })
 	t.Setenv("MERIDIAN_CLIENT_CONFIG", filepath.Join(t.TempDir(), "client.yaml"))
 	t.Setenv("MERIDIAN_SERVER", m.Addr())
+	t.Setenv("MERIDIAN_INSECURE", "1")
 	return m
 }
 
@@ -112,12 +113,19 @@ func TestLogsAndRollout(t *testing.T) {
 }
 
 func TestMemberConfigErrorsNameTheFlag(t *testing.T) {
-	_, _, err := run(t, "", "member", "--data-dir", t.TempDir(), "--pod-cidr", "10.0.0.0/8", "--runtime", "docker")
+	_, _, err := run(t, "", "member", "--data-dir", t.TempDir(), "--pod-cidr", "10.0.0.0/8", "--runtime", "docker",
+		"--join-token", "abc.def", "--labels", "tier=gold,bad key=x", "--gossip-listen", "127.0.0.1:0")
 	if err == nil {
 		t.Fatal("invalid member configuration accepted")
 	}
-	for _, key := range []string{"standalone:", "pod-cidr:", "runtime:"} {
+	for _, key := range []string{"hub:", "pod-cidr:", "runtime:", "labels:", "gossip-key:"} {
 		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s: %v", key, err)
+		}
+	}
+	_, _, err = run(t, "", "member", "--data-dir", t.TempDir(), "--hub", "127.0.0.1:1", "--join-token", "abc.def", "--standalone")
+	for _, key := range []string{"standalone:", "hub-ca-pin:"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}
 	}

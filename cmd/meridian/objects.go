@@ -28,6 +28,10 @@ func (c *client) explain(err error) error {
 		return fmt.Errorf("cannot reach the API at %s: %s (is `meridian hub` or `meridian dev` running? set --server or the client context)", c.server, st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("the API at %s did not answer in time (--request-timeout %s): %s", c.server, c.timeout, st.Message())
+	case codes.Unauthenticated:
+		return fmt.Errorf("the API at %s refused the call: %s (give an admin credential: --token, $MERIDIAN_TOKEN or the client context)", c.server, st.Message())
+	case codes.PermissionDenied:
+		return fmt.Errorf("the API at %s denied the call: %s", c.server, st.Message())
 	}
 	return errors.New(st.Message())
 }

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/meridian-fed/meridian/proto/meridian/federation"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
@@ -126,7 +127,7 @@ var tableColumns = map[string]columns{
 			d := o.(*meridianv1.Deployment)
 			st := d.GetStatus()
 			n, i := containersAndImages(d.GetSpec().GetTemplate().GetSpec())
-			return []string{fmt.Sprintf("%d/%d", st.GetReadyReplicas(), replicas(d.GetSpec().Replicas)), itoa(st.GetUpdatedReplicas()), itoa(st.GetAvailableReplicas())},
+			return []string{fmt.Sprintf("%d/%d", st.GetReadyReplicas(), desired(d, replicas(d.GetSpec().Replicas))), itoa(st.GetUpdatedReplicas()), itoa(st.GetAvailableReplicas())},
 				[]string{n, i, selectorString(d.GetSpec().GetSelector())}
 		}},
 	"ReplicaSet": {headers: []string{"DESIRED", "CURRENT", "READY"}, wide: []string{"CONTAINERS", "IMAGES", "SELECTOR"},
@@ -140,7 +141,7 @@ var tableColumns = map[string]columns{
 		row: func(o resource.Object, _ time.Time) ([]string, []string) {
 			s := o.(*meridianv1.StatefulSet)
 			n, i := containersAndImages(s.GetSpec().GetTemplate().GetSpec())
-			return []string{fmt.Sprintf("%d/%d", s.GetStatus().GetReadyReplicas(), replicas(s.GetSpec().Replicas))}, []string{n, i}
+			return []string{fmt.Sprintf("%d/%d", s.GetStatus().GetReadyReplicas(), desired(s, replicas(s.GetSpec().Replicas)))}, []string{n, i}
 		}},
 	"DaemonSet": {headers: []string{"DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR"}, wide: []string{"CONTAINERS", "IMAGES"},
 		row: func(o resource.Object, _ time.Time) ([]string, []string) {
@@ -172,7 +173,7 @@ var tableColumns = map[string]columns{
 				dur = shortDuration(end.Sub(st.GetStartTime().AsTime()))
 			}
 			n, i := containersAndImages(j.GetSpec().GetTemplate().GetSpec())
-			return []string{state, fmt.Sprintf("%d/%d", st.GetSucceeded(), replicas(j.GetSpec().Completions)), dur}, []string{n, i}
+			return []string{state, fmt.Sprintf("%d/%d", st.GetSucceeded(), desired(j, replicas(j.GetSpec().Completions))), dur}, []string{n, i}
 		}},
 	"CronJob": {headers: []string{"SCHEDULE", "SUSPEND", "ACTIVE", "LAST SCHEDULE"}, wide: []string{"CONTAINERS", "IMAGES"},
 		row: func(o resource.Object, now time.Time) ([]string, []string) {
@@ -217,15 +218,31 @@ var tableColumns = map[string]columns{
 		}
 		return []string{typ, itoa(int32(len(s.GetData())))}, nil
 	}},
-	"Cluster": {headers: []string{"REGION", "DATACENTER", "READY"}, wide: []string{"SCHEDULABLE", "TAINTS", "VERSION", "NODES"},
-		row: func(o resource.Object, _ time.Time) ([]string, []string) {
+	"Cluster": {headers: []string{"REGION", "DATACENTER", "READY", "SCHEDULABLE"},
+		wide: []string{"NODES", "CPU(AVAIL/ALLOC)", "MEMORY(AVAIL/ALLOC)", "PODS(AVAIL/ALLOC)", "TAINTS", "VERSION", "HEARTBEAT"},
+		row: func(o resource.Object, now time.Time) ([]string, []string) {
 			c := o.(*meridianv1.Cluster)
 			var taints []string
 			for _, t := range c.GetSpec().GetTaints() {
 				taints = append(taints, fmt.Sprintf("%s=%s:%s", t.GetKey(), t.GetValue(), t.GetEffect()))
 			}
-			return []string{c.GetSpec().GetRegion(), c.GetSpec().GetDatacenter(), conditionStatus(c.GetStatus().GetConditions(), "Ready")},
-				[]string{strconv.FormatBool(!c.GetSpec().GetUnschedulable()), orNone(strings.Join(taints, ",")), orNone(c.GetStatus().GetVersion()), itoa(c.GetStatus().GetNodeCount())}
+			st := c.GetStatus()
+			sched := "true"
+			if c.GetSpec().GetUnschedulable() {
+				sched = "false (cordoned)"
+			}
+			hb := "<none>"
+			if t := st.GetLastHeartbeatTime(); t != nil {
+				hb = age(t, now) + " ago"
+			}
+			capa := func(r string) string {
+				if st.GetAllocatable()[r] == "" {
+					return "<none>"
+				}
+				return orNone(st.GetAvailable()[r]) + "/" + st.GetAllocatable()[r]
+			}
+			return []string{c.GetSpec().GetRegion(), c.GetSpec().GetDatacenter(), clusterHealth(c), sched},
+				[]string{itoa(st.GetNodeCount()), capa("cpu"), capa("memory"), capa("pods"), orNone(strings.Join(taints, ",")), orNone(st.GetVersion()), hb}
 		}},
 	"Pod": {headers: []string{"READY", "STATUS", "RESTARTS"}, wide: []string{"IP", "NODE"},
 		row: func(o resource.Object, _ time.Time) ([]string, []string) {
@@ -340,4 +357,25 @@ func (p *tablePrinter) print(objs ...resource.Object) {
 		fmt.Fprintln(p.tw, strings.Join(cells, "\t"))
 	}
 	p.tw.Flush()
+}
+
+// desired is the READY denominator of a workload: on the hub, the sum of
+// what its clusters must run; on a member (or before any cluster reported),
+// the spec's count.
+func desired(o resource.Object, spec int32) int32 {
+	if d, ok := federation.Desired(o); ok {
+		return d
+	}
+	return spec
+}
+
+// clusterHealth is a cluster's health word: the reason of its Ready
+// condition (Ready, Suspect, Unreachable), or Unknown.
+func clusterHealth(c *meridianv1.Cluster) string {
+	for _, cond := range c.GetStatus().GetConditions() {
+		if cond.GetType() == "Ready" && cond.GetReason() != "" {
+			return cond.GetReason()
+		}
+	}
+	return "Unknown"
 }

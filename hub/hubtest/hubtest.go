@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/meridian-fed/meridian/hub"
+	"github.com/meridian-fed/meridian/proto/meridian/pki"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
@@ -57,13 +58,32 @@ func Start(t testing.TB, cfg hub.Config) *hub.Hub {
 	return h
 }
 
-// Client dials the hub's Admin API; the connection closes when the test ends.
-func Client(t testing.TB, addr string) meridianv1.AdminServiceClient {
+// Conn dials the hub's API over TLS with an admin client certificate from
+// the federation CA (valid on every hub node); it closes when the test ends.
+func Conn(t testing.TB, h *hub.Hub) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	kp, err := h.CA().IssueClient(pki.Identity{Name: "test-admin", Role: pki.RoleAdmin}, time.Hour)
 	if err != nil {
-		t.Fatalf("failed to dial %s: %v", addr, err)
+		t.Fatalf("failed to issue an admin certificate: %v", err)
+	}
+	cert, err := kp.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := pki.ClientTLS(h.CA().Pool(), &cert, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(h.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatalf("failed to dial %s: %v", h.Addr(), err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return meridianv1.NewAdminServiceClient(conn)
+	return conn
+}
+
+// Client is the hub's Admin API, as an administrator.
+func Client(t testing.TB, h *hub.Hub) meridianv1.AdminServiceClient {
+	t.Helper()
+	return meridianv1.NewAdminServiceClient(Conn(t, h))
 }

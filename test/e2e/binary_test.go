@@ -55,22 +55,23 @@ func freePort(t testing.TB) string {
 
 // hubProcess is a `meridian hub` running as its own OS process.
 type hubProcess struct {
+	dataDir  string
 	cmd      *exec.Cmd
 	api      string
 	httpAddr string
 	done     chan error
 }
 
-func startHubProcess(t testing.TB, dataDir string) *hubProcess {
+func startHubProcess(t testing.TB, dataDir string, extra ...string) *hubProcess {
 	t.Helper()
-	p := &hubProcess{api: "127.0.0.1:" + freePort(t), httpAddr: "127.0.0.1:" + freePort(t), done: make(chan error, 1)}
-	p.cmd = exec.Command(meridianBinary(t), "hub",
+	p := &hubProcess{dataDir: dataDir, api: "127.0.0.1:" + freePort(t), httpAddr: "127.0.0.1:" + freePort(t), done: make(chan error, 1)}
+	p.cmd = exec.Command(meridianBinary(t), append([]string{"hub",
 		"--data-dir", dataDir,
 		"--listen", p.api,
 		"--http-listen", p.httpAddr,
 		"--etcd-client-url", "http://127.0.0.1:"+freePort(t),
 		"--etcd-peer-url", "http://127.0.0.1:"+freePort(t),
-		"--log-level", "warn")
+		"--log-level", "warn"}, extra...)...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -113,13 +114,18 @@ func rssMiB(pid int) (float64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
-// runCLI runs the built binary as a client of api.
-func runCLI(t testing.TB, api string, stdin string, args ...string) (string, error) {
+// runCLI runs the built binary as an administrator of the hub h.
+func runCLI(t testing.TB, h *hubProcess, stdin string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, meridianBinary(t), append([]string{"--server", api}, args...)...)
-	cmd.Env = append(os.Environ(), "MERIDIAN_CLIENT_CONFIG="+filepath.Join(t.TempDir(), "client.yaml"))
+	tok, err := os.ReadFile(filepath.Join(h.dataDir, "admin.token"))
+	if err != nil {
+		t.Fatalf("the hub wrote no admin token: %v", err)
+	}
+	cmd := exec.CommandContext(ctx, meridianBinary(t), append([]string{"--server", h.api}, args...)...)
+	cmd.Env = append(os.Environ(), "MERIDIAN_CLIENT_CONFIG="+filepath.Join(t.TempDir(), "client.yaml"),
+		"MERIDIAN_CA_FILE="+filepath.Join(h.dataDir, "ca.crt"), "MERIDIAN_TOKEN="+strings.TrimSpace(string(tok)))
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

@@ -15,20 +15,28 @@ func TestHubBinaryKeepsObjectsAcrossRestart(t *testing.T) {
 	}
 	dir := t.TempDir()
 	h := startHubProcess(t, dir)
-	out, err := runCLI(t, h.api, "", "apply", "-f", "../testdata/good")
+	out, err := runCLI(t, h, "", "apply", "-f", "../testdata/good")
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
-	before, err := runCLI(t, h.api, "", "get", "deploy", "-A", "-o", "yaml")
-	if err != nil {
-		t.Fatalf("get: %v\n%s", err, before)
-	}
+	// The hub's status aggregation writes each workload's status once
+	// after it is created: wait until two reads agree.
+	var before string
+	waitFor(t, "the hub's objects to settle", 20*time.Second, func() bool {
+		a, err := runCLI(t, h, "", "get", "deploy", "-A", "-o", "yaml")
+		if err != nil {
+			t.Fatalf("get: %v\n%s", err, a)
+		}
+		prev := before
+		before = a
+		return a == prev
+	})
 	h.stop(t)
 	if !h.cmd.ProcessState.Success() {
 		t.Errorf("hub exit after SIGTERM: %v", h.cmd.ProcessState)
 	}
 	h2 := startHubProcess(t, dir)
-	after, err := runCLI(t, h2.api, "", "get", "deploy", "-A", "-o", "yaml")
+	after, err := runCLI(t, h2, "", "get", "deploy", "-A", "-o", "yaml")
 	if err != nil {
 		t.Fatalf("get after restart: %v\n%s", err, after)
 	}

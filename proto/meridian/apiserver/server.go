@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,8 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -43,6 +46,13 @@ type Options struct {
 	// Registry receives the server's metrics; a new one is made when nil.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// TLS, when set, serves gRPC over TLS with this configuration
+	// (pki.ServerTLSClientCertOptional on the hub); nil serves plaintext.
+	TLS *tls.Config
+	// UnaryInterceptors and StreamInterceptors run after metrics and panic
+	// recovery, before the handler: authentication and authorization.
+	UnaryInterceptors  []grpc.UnaryServerInterceptor
+	StreamInterceptors []grpc.StreamServerInterceptor
 }
 
 // Server is a running gRPC API server with its HTTP side.
@@ -84,11 +94,23 @@ func Start(opts Options, admin meridianv1.AdminServiceServer, register ServiceRe
 			return nil, fmt.Errorf("failed to register metrics: %w", err)
 		}
 	}
-	s.grpc = grpc.NewServer(
+	unary := append([]grpc.UnaryServerInterceptor{metrics.UnaryServerInterceptor(), recoverUnary(opts.Logger)}, opts.UnaryInterceptors...)
+	unary = append(unary, deadlineUnary(opts.RequestTimeout))
+	stream := append([]grpc.StreamServerInterceptor{metrics.StreamServerInterceptor(), recoverStream(opts.Logger)}, opts.StreamInterceptors...)
+	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), recoverUnary(opts.Logger), deadlineUnary(opts.RequestTimeout)),
-		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), recoverStream(opts.Logger)),
-	)
+		// Members keep a Sync stream open for days: ping idle connections
+		// so that a vanished peer is noticed in seconds, and let members
+		// ping every 5 s to notice a vanished hub.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}
+	if opts.TLS != nil {
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	s.grpc = grpc.NewServer(serverOpts...)
 	meridianv1.RegisterAdminServiceServer(s.grpc, admin)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

@@ -2,8 +2,10 @@ package federation
 
 import (
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
@@ -107,7 +109,8 @@ func Aggregate(obj resource.Object, clusters []*meridianv1.ClusterWorkloadStatus
 	case *meridianv1.Job:
 		o.Status = &meridianv1.JobStatus{
 			Active: sum.Active, Succeeded: sum.Succeeded, Failed: sum.Failed, Ready: sum.ReadyReplicas,
-			Clusters: sorted,
+			Conditions: jobConditions(o.GetStatus().GetConditions(), sorted),
+			Clusters:   sorted,
 		}
 	case *meridianv1.CronJob:
 		st := proto.Clone(o.GetStatus()).(*meridianv1.CronJobStatus)
@@ -143,4 +146,52 @@ func Desired(obj resource.Object) (desired int32, ok bool) {
 		desired += c.GetReplicas()
 	}
 	return desired, len(cs) > 0
+}
+
+// jobConditions is a federated Job's Complete or Failed condition: Failed
+// when any cluster's run failed, Complete when every cluster's completed.
+func jobConditions(old []*meridianv1.Condition, clusters []*meridianv1.ClusterWorkloadStatus) []*meridianv1.Condition {
+	if len(clusters) == 0 {
+		return nil
+	}
+	complete := true
+	var failed, done []string
+	for _, c := range clusters {
+		switch {
+		case conditionTrue(c.GetConditions(), "Failed"):
+			failed = append(failed, c.GetCluster())
+			complete = false
+		case conditionTrue(c.GetConditions(), "Complete"):
+			done = append(done, c.GetCluster())
+		default:
+			complete = false
+		}
+	}
+	var c *meridianv1.Condition
+	switch {
+	case len(failed) > 0:
+		c = &meridianv1.Condition{Type: "Failed", Status: "True", Reason: "ClusterFailed", Message: "failed on " + strings.Join(failed, ", ")}
+	case complete:
+		c = &meridianv1.Condition{Type: "Complete", Status: "True", Reason: "CompletedEverywhere", Message: "complete on " + strings.Join(done, ", ")}
+	default:
+		return nil
+	}
+	for _, o := range old {
+		if o.GetType() == c.Type && o.GetStatus() == c.Status {
+			c.LastTransitionTime = o.GetLastTransitionTime()
+		}
+	}
+	if c.LastTransitionTime == nil {
+		c.LastTransitionTime = timestamppb.Now()
+	}
+	return []*meridianv1.Condition{c}
+}
+
+func conditionTrue(conds []*meridianv1.Condition, typ string) bool {
+	for _, c := range conds {
+		if c.GetType() == typ {
+			return c.GetStatus() == "True"
+		}
+	}
+	return false
 }

@@ -27,9 +27,9 @@
 //	tlsCfg, err := pki.ServerTLSClientCertOptional(ca.Pool(), cert)
 //	auth := &pki.Authenticator{AdminTokens: adminTokenSet}
 //	policy, err := pki.NewPolicy(map[string][]pki.Role{
-//		"/meridian.v1.AdminService/": {pki.RoleAdmin},
-//		"/meridian.v1.SyncService/":  {pki.RoleMember},
-//	}, "/grpc.health.v1.Health/", "/meridian.v1.JoinService/Join")
+//		"/meridian.v1.AdminService/":           {pki.RoleAdmin},
+//		"/meridian.v1.FederationService/Sync":  {pki.RoleMember},
+//	}, "/grpc.health.v1.Health/", "/meridian.v1.FederationService/Join")
 //	srv := grpc.NewServer(
 //		grpc.Creds(credentials.NewTLS(tlsCfg)),
 //		grpc.ChainUnaryInterceptor(auth.Unary(), policy.Unary()),

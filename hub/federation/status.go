@@ -1,0 +1,238 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/meridian-fed/meridian/member/controller"
+	"github.com/meridian-fed/meridian/proto/meridian/federation"
+	"github.com/meridian-fed/meridian/proto/meridian/resource"
+	"github.com/meridian-fed/meridian/proto/meridian/storage"
+	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
+)
+
+// statusWriter writes members' status reports into their Works. Reports are
+// coalesced per Work (the latest wins) and written by a few workers, so a
+// member's full report after a reconnect never holds up its stream.
+type statusWriter struct {
+	f    *Federation
+	ctrl *controller.Controller
+
+	mu      sync.Mutex
+	pending map[string]*meridianv1.WorkStatus // by "<cluster>/<work>"
+}
+
+func newStatusWriter(f *Federation) *statusWriter {
+	w := &statusWriter{f: f, pending: map[string]*meridianv1.WorkStatus{}}
+	w.ctrl = controller.New("work-status", 8, w.sync, f.log)
+	return w
+}
+
+func (w *statusWriter) run(ctx context.Context) { w.ctrl.Run(ctx) }
+
+func (w *statusWriter) enqueue(cluster string, reports []*meridianv1.WorkStatusReport) {
+	w.mu.Lock()
+	for _, r := range reports {
+		if r.GetWork() == "" || r.GetStatus() == nil {
+			continue
+		}
+		w.pending[cluster+"/"+r.GetWork()] = r.GetStatus()
+	}
+	w.mu.Unlock()
+	for _, r := range reports {
+		if r.GetWork() != "" && r.GetStatus() != nil {
+			w.ctrl.Queue.Add(cluster + "/" + r.GetWork())
+		}
+	}
+}
+
+func (w *statusWriter) sync(ctx context.Context, key string) error {
+	w.mu.Lock()
+	st := w.pending[key]
+	delete(w.pending, key)
+	w.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	cluster, work, _ := strings.Cut(key, "/")
+	st = proto.Clone(st).(*meridianv1.WorkStatus)
+	if st.Workload != nil {
+		st.Workload.Cluster = cluster
+	}
+	_, err := w.f.store.Update(ctx, workKind, federation.ClusterNamespace(cluster), work, func(o resource.Object) error {
+		wk := o.(*meridianv1.Work)
+		if sameStatus(wk.GetStatus(), st) {
+			return nil
+		}
+		if st.Workload != nil {
+			st.Workload.LastUpdateTime = timestamppb.New(w.f.cfg.Now())
+		}
+		wk.Status = st
+		return nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // the work was deleted since
+	}
+	if err != nil {
+		// Keep the report unless a newer one arrived meanwhile.
+		w.mu.Lock()
+		if _, ok := w.pending[key]; !ok {
+			w.pending[key] = st
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// sameStatus compares two work statuses, ignoring when they were reported.
+func sameStatus(a, b *meridianv1.WorkStatus) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	a, b = proto.Clone(a).(*meridianv1.WorkStatus), proto.Clone(b).(*meridianv1.WorkStatus)
+	for _, s := range []*meridianv1.WorkStatus{a, b} {
+		if s.Workload != nil {
+			s.Workload.LastUpdateTime = nil
+		}
+	}
+	return proto.Equal(a, b)
+}
+
+// aggregator folds the status of every Work of a hub workload into the
+// workload's status (federation.Aggregate).
+type aggregator struct {
+	f     *Federation
+	inf   *controller.InformerSet
+	works *controller.Informer
+	ctrl  *controller.Controller
+}
+
+func newAggregator(f *Federation, inf *controller.InformerSet) *aggregator {
+	a := &aggregator{f: f, inf: inf, works: inf.For(workKind)}
+	a.ctrl = controller.New("status-aggregator", 4, a.sync, f.log)
+	enqueue := func(o resource.Object) {
+		if src := o.(*meridianv1.Work).GetSpec().GetSource(); src != nil {
+			a.ctrl.Queue.Add(sourceKey(src.GetKind(), src.GetNamespace(), src.GetName()))
+		}
+	}
+	a.works.AddHandler(controller.Handler{
+		OnAdd: enqueue,
+		OnUpdate: func(old, o resource.Object) {
+			if !proto.Equal(old.(*meridianv1.Work).GetStatus(), o.(*meridianv1.Work).GetStatus()) {
+				enqueue(o)
+			}
+		},
+		OnDelete: enqueue,
+	})
+	for _, k := range federation.PropagatedKinds() {
+		if !federation.IsWorkload(k) {
+			continue
+		}
+		inf.For(k).AddHandler(controller.Handler{
+			OnAdd: func(o resource.Object) { a.ctrl.Queue.Add(sourceKeyOf(o)) },
+			OnUpdate: func(old, o resource.Object) {
+				if old.GetMetadata().GetGeneration() != o.GetMetadata().GetGeneration() {
+					a.ctrl.Queue.Add(sourceKeyOf(o))
+				}
+			},
+		})
+	}
+	return a
+}
+
+func (a *aggregator) run(ctx context.Context) {
+	if !a.inf.WaitForSync(ctx) {
+		return
+	}
+	a.ctrl.Run(ctx)
+}
+
+func (a *aggregator) sync(ctx context.Context, key string) error {
+	k, ns, name, err := parseSourceKey(key)
+	if err != nil || !federation.IsWorkload(k) {
+		return nil
+	}
+	obj, ok := a.inf.For(k).Get(ns, name)
+	if !ok {
+		return nil
+	}
+	uid := obj.GetMetadata().GetUid()
+	var clusters []*meridianv1.ClusterWorkloadStatus
+	for _, o := range a.works.List("", labels.SelectorFromSet(labels.Set{federation.LabelSourceUID: uid})) {
+		w := o.(*meridianv1.Work)
+		st := w.GetStatus().GetWorkload()
+		if st == nil {
+			// Placed, not reported yet: the cluster owes its replicas.
+			st = &meridianv1.ClusterWorkloadStatus{Replicas: replicasOf(w)}
+		}
+		st = proto.Clone(st).(*meridianv1.ClusterWorkloadStatus)
+		st.Cluster = w.GetSpec().GetCluster()
+		if st.GetObservedGeneration() != w.GetMetadata().GetGeneration() {
+			st.Applied = false
+		}
+		clusters = append(clusters, st)
+	}
+	want := proto.Clone(obj).(resource.Object)
+	federation.Aggregate(want, clusters)
+	if proto.Equal(statusOf(want), statusOf(obj)) {
+		return nil
+	}
+	_, err = a.f.store.Update(ctx, k, ns, name, func(o resource.Object) error {
+		if o.GetMetadata().GetUid() != uid {
+			return nil
+		}
+		federation.Aggregate(o, clusters)
+		return nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// replicasOf is the replicas a Work asks its cluster to run.
+func replicasOf(w *meridianv1.Work) int32 {
+	obj, _, err := resource.Unwrap(w.GetSpec().GetWorkload())
+	if err != nil {
+		return 0
+	}
+	s := federation.Summarize("", obj)
+	if _, ok := obj.(*meridianv1.DaemonSet); ok {
+		return 0 // a DaemonSet's count is only known on the member
+	}
+	return s.GetReplicas()
+}
+
+func statusOf(o resource.Object) proto.Message {
+	r := o.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName("status")
+	if fd == nil || !r.Has(fd) {
+		return nil
+	}
+	return r.Get(fd).Message().Interface()
+}
+
+// sourceKey is the queue key of a hub object: "<Kind>/<namespace>/<name>".
+func sourceKey(kind, ns, name string) string { return kind + "/" + ns + "/" + name }
+
+func sourceKeyOf(o resource.Object) string {
+	return sourceKey(o.GetKind(), o.GetMetadata().GetNamespace(), o.GetMetadata().GetName())
+}
+
+func parseSourceKey(key string) (*resource.Kind, string, string, error) {
+	parts := strings.SplitN(key, "/", 3)
+	if len(parts) != 3 {
+		return nil, "", "", errors.New("bad key " + key)
+	}
+	k, ok := resource.Lookup(parts[0])
+	if !ok {
+		return nil, "", "", errors.New("bad kind in key " + key)
+	}
+	return k, parts[1], parts[2], nil
+}
