@@ -69,8 +69,8 @@ func startHubProcess(t testing.TB, dataDir string, extra ...string) *hubProcess 
 		"--data-dir", dataDir,
 		"--listen", p.api,
 		"--http-listen", p.httpAddr,
-		"--etcd-client-url", "http://127.0.0.1:"+freePort(t),
-		"--etcd-peer-url", "http://127.0.0.1:"+freePort(t),
+		"--etcd-client-url", "http://127.0.0.1:" + freePort(t),
+		"--etcd-peer-url", "http://127.0.0.1:" + freePort(t),
 		"--log-level", "warn"}, extra...)...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
