@@ -71,10 +71,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (m *Member, err er
 		log = slog.Default()
 	}
 	log = log.With("member", cfg.Name)
-	m = &Member{cfg: cfg, log: log, agents: map[string]*agent.Agent{}}
+	started := &Member{cfg: cfg, log: log, agents: map[string]*agent.Agent{}}
+	m = started
 	defer func() {
 		if err != nil {
-			m.Close()
+			// m is nil here when the failing return said so: close what
+			// was started, not the result.
+			started.Close()
 			m = nil
 		}
 	}()

@@ -155,7 +155,7 @@ func runDev(ctx context.Context, out io.Writer, cf *clientFlags, o devOptions) (
 		"--data-dir", hubDir, "--listen", hubAPI, "--http-listen", hubHTTP,
 		"--etcd-client-url", "http://"+addr(d.ports(2)), "--etcd-peer-url", "http://"+addr(d.ports(3)),
 		"--region", "region-a", "--datacenter", "dc-a1",
-		"--gossip-listen", hubGossip, "--gossip-key", key, "--gossip-profile", "same-dc",
+		"--gossip-listen", hubGossip, "--gossip-key", key, "--gossip-profile", "dev",
 		"--heartbeat-timeout", "3s", "--log-level", "info"); err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func runDev(ctx context.Context, out io.Writer, cf *clientFlags, o devOptions) (
 			"--node-count", strconv.Itoa(o.nodes), "--node-cpu", "4", "--node-memory", "8Gi",
 			"--crash-loop-backoff", "2s",
 			"--hub", hubAPI, "--hub-ca-file", caFile, "--heartbeat-interval", "1s",
-			"--gossip-listen", addr(d.ports(base + 2)), "--gossip-seeds", hubGossip, "--gossip-key", key, "--gossip-profile", "same-dc",
+			"--gossip-listen", addr(d.ports(base + 2)), "--gossip-seeds", hubGossip, "--gossip-key", key, "--gossip-profile", "dev",
 			"--log-level", "info"}
 		if _, err := os.Stat(filepath.Join(mdir, "hub", "member.crt")); err != nil {
 			tok, err := d.joinToken(ctx, c, fed, m.name)

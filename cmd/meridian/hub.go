@@ -59,7 +59,7 @@ An external etcd:
 	f.String("gossip-listen", "", "gossip address, UDP and TCP (empty disables gossip; health then uses the Sync stream only)")
 	f.String("gossip-key", "", "base64 AES-256 gossip key (`meridian gossip keygen`)")
 	f.StringSlice("gossip-secondary-keys", nil, "further gossip keys accepted during a rotation")
-	f.String("gossip-profile", def.GossipProfile, "gossip timings: same-dc, cross-region or test")
+	f.String("gossip-profile", def.GossipProfile, "gossip timings: same-dc, cross-region, dev (one machine) or test")
 	f.Duration("heartbeat-timeout", def.HeartbeatTimeout, "how old a member's last heartbeat may be before it is Suspect")
 	f.Int("max-request-bytes", def.MaxRequestBytes, "largest API request accepted")
 	f.Duration("request-timeout", def.RequestTimeout, "deadline for API calls that carry none")

@@ -72,7 +72,7 @@ A config file can declare nodes in detail:
 	f.StringSlice("gossip-seeds", nil, "the hub's gossip addresses")
 	f.String("gossip-key", "", "base64 gossip encryption key (the hub's)")
 	f.StringSlice("gossip-secondary-keys", nil, "further gossip keys accepted during a rotation")
-	f.String("gossip-profile", def.GossipProfile, "gossip timings: same-dc, cross-region or test")
+	f.String("gossip-profile", def.GossipProfile, "gossip timings: same-dc, cross-region, dev (one machine) or test")
 	f.String("data-dir", def.DataDir, "directory for the store and the pods")
 	f.String("listen", def.Listen, "local API address")
 	f.String("http-listen", def.HTTPListen, "address of /healthz, /readyz and /metrics (empty disables)")

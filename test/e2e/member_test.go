@@ -23,11 +23,12 @@ import (
 
 // memberProcess is a `meridian member --standalone` running as its own process.
 type memberProcess struct {
-	cmd      *exec.Cmd
-	api      string
-	httpAddr string
-	done     chan error
-	cli      meridianv1.AdminServiceClient
+	cmd        *exec.Cmd
+	api        string
+	httpAddr   string
+	gossipAddr string
+	done       chan error
+	cli        meridianv1.AdminServiceClient
 }
 
 func startMemberProcess(t testing.TB, dataDir, api, podCIDR string, extra ...string) *memberProcess {
