@@ -79,6 +79,8 @@ type Federation struct {
 	metrics *metrics
 	status  *statusWriter
 
+	namespaces sync.Map // works namespaces known to exist
+
 	mu      sync.Mutex
 	streams map[string]*memberStream // by cluster
 	acked   map[string]int64         // by cluster: last acked revision

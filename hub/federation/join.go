@@ -79,7 +79,11 @@ func joinResult(err error) string {
 }
 
 func (f *Federation) ensureNamespace(ctx context.Context, name string) error {
+	if _, ok := f.namespaces.Load(name); ok {
+		return nil // seen this run; a deleted one makes the Apply fail and the key retry
+	}
 	if _, err := f.store.Get(ctx, namespaceKind, "", name); err == nil {
+		f.namespaces.Store(name, true)
 		return nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return err
@@ -90,6 +94,7 @@ func (f *Federation) ensureNamespace(ctx context.Context, name string) error {
 	if _, err := f.store.Create(ctx, ns); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
 		return fmt.Errorf("create namespace %s: %w", name, err)
 	}
+	f.namespaces.Store(name, true)
 	return nil
 }
 

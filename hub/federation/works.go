@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/labels"
@@ -135,12 +136,16 @@ func (c *workController) sync(ctx context.Context, key string) error {
 			}
 		}
 	}
-	var errs []error
 	names := make([]string, 0, len(want))
 	for cn := range want {
 		names = append(names, cn)
 	}
 	sort.Strings(names)
+	// The clusters' Works are written concurrently: each is one etcd
+	// round trip, and the slowest, not their sum, should bound the time
+	// from apply to the members.
+	errc := make(chan error, len(names))
+	var wg sync.WaitGroup
 	for _, cn := range names {
 		w, err := newWork(obj, k, cn)
 		if err != nil {
@@ -150,13 +155,24 @@ func (c *workController) sync(ctx context.Context, key string) error {
 		if old := have[cn]; old != nil && proto.Equal(old.GetSpec(), w.GetSpec()) && labelsEqual(old, w) {
 			continue
 		}
-		if err := c.f.ensureNamespace(ctx, federation.ClusterNamespace(cn)); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if _, _, err := c.f.store.Apply(ctx, w, storage.ApplyOptions{}); err != nil {
-			errs = append(errs, fmt.Errorf("apply work %s for %s: %w", w.GetMetadata().GetName(), cn, err))
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.f.ensureNamespace(ctx, federation.ClusterNamespace(cn)); err != nil {
+				errc <- err
+				return
+			}
+			if _, _, err := c.f.store.Apply(ctx, w, storage.ApplyOptions{}); err != nil {
+				c.f.namespaces.Delete(federation.ClusterNamespace(cn))
+				errc <- fmt.Errorf("apply work %s for %s: %w", w.GetMetadata().GetName(), cn, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
 	}
 	for cn, w := range have {
 		if want[cn] {

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meridian-fed/meridian/proto/meridian/gossip"
 	"github.com/meridian-fed/meridian/proto/meridian/manifest"
+	"github.com/meridian-fed/meridian/proto/meridian/pki"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
@@ -423,4 +425,79 @@ func decodeList(t testing.TB, out string) []*meridianv1.Object {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// adminClient is the hub's Admin API over TLS with the hub's first admin token.
+func adminClient(t testing.TB, h *hubProcess) meridianv1.AdminServiceClient {
+	t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(h.dataDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pki.PoolFromPEM(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokText, err := os.ReadFile(filepath.Join(h.dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := pki.ParseToken(strings.TrimSpace(string(tokText)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := pki.ClientTLS(pool, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(h.api, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)), grpc.WithPerRPCCredentials(pki.BearerToken(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return meridianv1.NewAdminServiceClient(conn)
+}
+
+// BenchmarkKilledMemberDetection runs a hub and two members as processes
+// with the dev gossip profile (what `meridian dev` uses), kills one with
+// SIGKILL, and measures how long the hub takes to see it Suspect (not
+// Ready) and Unreachable.
+//
+//	go test ./test/e2e -run '^$' -bench KilledMemberDetection -benchtime 5x
+func BenchmarkKilledMemberDetection(b *testing.B) {
+	f := startFederation(b)
+	admin := adminClient(b, f.hub)
+	healthOf := func(name string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := admin.Get(ctx, &meridianv1.GetRequest{Kind: "clusters", Name: name})
+		if err != nil {
+			return ""
+		}
+		return clusterHealth(resp.GetObject().GetCluster())
+	}
+	tok, pin := f.token(b, "--for-cluster", "dc-a1")
+	f.startMember(b, topology[0], b.TempDir(), nil, "--join-token", tok, "--hub-ca-pin", pin)
+	var suspect, unreachable time.Duration
+	for i := 0; i < b.N; i++ {
+		s := memberSpec{fmt.Sprintf("victim-%d", i), "region-b", "dc-b1", fmt.Sprintf("127.%d.0.0/16", 30+i%20)}
+		tok, pin := f.token(b, "--for-cluster", s.name)
+		m := f.startMember(b, s, b.TempDir(), nil, "--join-token", tok, "--hub-ca-pin", pin)
+		waitFor(b, s.name+" Ready", 30*time.Second, func() bool { return healthOf(s.name) == "Ready" })
+		start := time.Now()
+		m.kill9(b)
+		var sus time.Duration
+		waitFor(b, s.name+" Unreachable", 30*time.Second, func() bool {
+			h := healthOf(s.name)
+			if h != "Ready" && sus == 0 {
+				sus = time.Since(start)
+			}
+			return h == "Unreachable"
+		})
+		suspect += sus
+		unreachable += time.Since(start)
+	}
+	b.ReportMetric(suspect.Seconds()/float64(b.N), "suspect-s")
+	b.ReportMetric(unreachable.Seconds()/float64(b.N), "unreachable-s")
+	b.ReportMetric(0, "ns/op")
 }
