@@ -284,3 +284,63 @@ func TestPodStatusWordIsWhatKubectlShows(t *testing.T) {
 		}
 	}
 }
+
+func TestTokensCordonAndTaint(t *testing.T) {
+	startHub(t)
+	out, _, err := run(t, "", "token", "create", "--ttl", "1h", "--for-cluster", "dc-a1", "--single-use", "--description", "for the test")
+	if err != nil || !strings.Contains(out, "--join-token ") || !strings.Contains(out, "--hub-ca-pin sha256:") || !strings.Contains(out, "--name dc-a1") {
+		t.Fatalf("token create: %v\n%s", err, out)
+	}
+	id := strings.SplitN(strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]), ".", 2)[0]
+	out, _, err = run(t, "", "token", "list")
+	if err != nil || !strings.Contains(out, id) || !strings.Contains(out, "dc-a1") || !strings.Contains(out, "for the test") {
+		t.Errorf("token list: %v\n%s", err, out)
+	}
+	if _, _, err := run(t, "", "token", "revoke", id); err != nil {
+		t.Errorf("token revoke: %v", err)
+	}
+	if out, _, _ := run(t, "", "token", "list"); strings.Contains(out, id) {
+		t.Errorf("a revoked token is still listed:\n%s", out)
+	}
+	if _, _, err := run(t, "", "token", "create", "--ttl", "-1s"); err == nil || !strings.Contains(err.Error(), "--ttl") {
+		t.Errorf("negative ttl: %v", err)
+	}
+
+	cluster := "apiVersion: meridian.io/v1\nkind: Cluster\nmetadata: {name: dc-b1}\nspec: {region: region-b, datacenter: dc-b1}\n"
+	if _, errOut, err := run(t, cluster, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply cluster: %v %s", err, errOut)
+	}
+	if out, _, err := run(t, "", "cordon", "dc-b1"); err != nil || !strings.Contains(out, "cordoned") {
+		t.Errorf("cordon: %v %s", err, out)
+	}
+	if out, _, _ := run(t, "", "get", "clusters", "-o", "wide"); !strings.Contains(out, "false (cordoned)") || !strings.Contains(out, "CPU(AVAIL/ALLOC)") {
+		t.Errorf("get clusters -o wide after cordon:\n%s", out)
+	}
+	if out, _, err := run(t, "", "uncordon", "dc-b1"); err != nil || !strings.Contains(out, "uncordoned") {
+		t.Errorf("uncordon: %v %s", err, out)
+	}
+	if _, _, err := run(t, "", "taint", "dc-b1", "maintenance=true:NoExecute", "dr=yes:NoSchedule"); err != nil {
+		t.Fatalf("taint: %v", err)
+	}
+	out, _, _ = run(t, "", "get", "clusters", "-o", "wide")
+	if !strings.Contains(out, "maintenance=true:NoExecute") || !strings.Contains(out, "dr=yes:NoSchedule") {
+		t.Errorf("taints not shown:\n%s", out)
+	}
+	if _, _, err := run(t, "", "taint", "dc-b1", "maintenance:NoExecute-"); err != nil {
+		t.Errorf("taint removal: %v", err)
+	}
+	if out, _, _ := run(t, "", "get", "clusters", "-o", "wide"); strings.Contains(out, "maintenance") || !strings.Contains(out, "dr=yes:NoSchedule") {
+		t.Errorf("after removing one taint:\n%s", out)
+	}
+	for _, bad := range []string{"k=v:Sometimes", "=v:NoSchedule", "k=v"} {
+		if _, _, err := run(t, "", "taint", "dc-b1", bad); err == nil || !strings.Contains(err.Error(), "taint") {
+			t.Errorf("taint %q: %v", bad, err)
+		}
+	}
+	if _, _, err := run(t, "", "taint", "dc-b1", "absent-"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("removing an absent taint: %v", err)
+	}
+	if _, _, err := run(t, "", "cordon", "nope"); err == nil {
+		t.Error("cordon of a missing cluster succeeded")
+	}
+}

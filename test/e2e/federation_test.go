@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -500,4 +501,123 @@ func BenchmarkKilledMemberDetection(b *testing.B) {
 	b.ReportMetric(suspect.Seconds()/float64(b.N), "suspect-s")
 	b.ReportMetric(unreachable.Seconds()/float64(b.N), "unreachable-s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// TestDevFederation runs `meridian dev` as a user would: it comes up with
+// three Ready members, writes the client context, places a workload on
+// every member, and Ctrl-C stops every process it started. A second run
+// reuses the data.
+func TestDevFederation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := filepath.Join(t.TempDir(), "dev")
+	clientCfg := filepath.Join(t.TempDir(), "client.yaml")
+	for run := 0; run < 2; run++ {
+		cmd := exec.Command(meridianBinary(t), "dev", "--dir", dir, "--port-base", "0", "--runtime", "sim", "--nodes", "1")
+		cmd.Env = append(os.Environ(), "MERIDIAN_CLIENT_CONFIG="+clientCfg)
+		var out syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		waitFor(t, "the dev banner", 90*time.Second, func() bool {
+			select {
+			case err := <-done:
+				t.Fatalf("meridian dev exited: %v\n%s", err, out.String())
+			default:
+			}
+			return strings.Contains(out.String(), "Ctrl-C stops everything")
+		})
+		cli := func(stdin string, args ...string) string {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c := exec.CommandContext(ctx, meridianBinary(t), args...)
+			c.Env = append(os.Environ(), "MERIDIAN_CLIENT_CONFIG="+clientCfg)
+			c.Stdin = strings.NewReader(stdin)
+			b, err := c.CombinedOutput()
+			if err != nil {
+				t.Fatalf("meridian %v: %v\n%s", args, err, b)
+			}
+			return string(b)
+		}
+		clusters := cli("", "get", "clusters")
+		for _, name := range []string{"dc-a1", "dc-a2", "dc-b1"} {
+			if !regexp.MustCompile(name + `\s+region-\w\s+` + name + `\s+Ready`).MatchString(clusters) {
+				t.Errorf("run %d: cluster %s is not Ready:\n%s", run, name, clusters)
+			}
+		}
+		if run == 0 {
+			cli(sleeperDeploy(1, "v1"), "apply", "-f", "-")
+		}
+		waitFor(t, "READY 3/3 over the dev federation", 30*time.Second, func() bool {
+			return strings.Contains(cli("", "get", "deploy", "-n", "fed"), "3/3")
+		})
+		if pods := cli("", "--cluster", "dc-b1", "get", "pods", "-n", "fed"); !strings.Contains(pods, "sleeper-") {
+			t.Errorf("run %d: dc-b1 runs no sleeper pod:\n%s", run, pods)
+		}
+		pids := childPIDs(cmd.Process.Pid)
+		if len(pids) != 4 {
+			t.Errorf("run %d: meridian dev has %d child processes, want 4 (hub + 3 members)", run, len(pids))
+		}
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run %d: meridian dev exited with %v after Ctrl-C\n%s", run, err, out.String())
+			}
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("run %d: meridian dev did not stop within 60s of Ctrl-C", run)
+		}
+		for _, pid := range pids {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				t.Errorf("run %d: process %d outlived meridian dev", run, pid)
+			}
+		}
+	}
+}
+
+// childPIDs lists the direct children of a process.
+func childPIDs(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(stat)
+		fields := strings.Fields(s[strings.LastIndex(s, ")")+1:])
+		var ppid, child int
+		if len(fields) > 1 {
+			fmt.Sscan(fields[1], &ppid)
+		}
+		fmt.Sscan(e.Name(), &child)
+		if ppid == pid && child > 0 {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
