@@ -28,7 +28,19 @@ func runAsLeader(ctx context.Context, cli *clientv3.Client, name string, ttl int
 			continue
 		}
 		el := concurrency.NewElection(sess, leaderKey)
-		if err := el.Campaign(ctx, name); err != nil {
+		// Campaign, when its context ends, resigns with the client's own
+		// context, which blocks until etcd answers — forever if etcd has
+		// lost its quorum (the other hub nodes stopped first). So it runs
+		// on its own goroutine, which the client's Close ends, and the hub
+		// does not wait for it.
+		campaign := make(chan error, 1)
+		go func() { campaign <- el.Campaign(ctx, name) }()
+		select {
+		case err = <-campaign:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
 			sess.Close()
 			if ctx.Err() == nil {
 				log.Warn("leader election failed; retrying", "err", err)
