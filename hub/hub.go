@@ -46,19 +46,19 @@ type Hub struct {
 
 // Start brings a hub node up: etcd, then the store, then the API. On any
 // failure it undoes what it started, in reverse order.
-func Start(ctx context.Context, cfg Config, log *slog.Logger) (h *Hub, err error) {
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid hub configuration:\n%w", err)
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	started := &Hub{cfg: cfg, log: log}
-	h = started
+	// h is a local, not the named result: goroutines started below use
+	// it, and a failing return sets the result to nil.
+	h := &Hub{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
-			started.Close()
-			h = nil
+			h.Close()
 		}
 	}()
 

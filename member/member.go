@@ -63,7 +63,7 @@ type runner interface{ Run(ctx context.Context) }
 
 // Start brings a member up: store, controllers, scheduler, node agents,
 // then the API. On failure it undoes what it started.
-func Start(ctx context.Context, cfg Config, log *slog.Logger) (m *Member, err error) {
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Member, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid member configuration:\n%w", err)
 	}
@@ -71,14 +71,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (m *Member, err er
 		log = slog.Default()
 	}
 	log = log.With("member", cfg.Name)
-	started := &Member{cfg: cfg, log: log, agents: map[string]*agent.Agent{}}
-	m = started
+	// m is a local, not the named result: goroutines started below use
+	// it, and a failing return sets the result to nil.
+	m := &Member{cfg: cfg, log: log, agents: map[string]*agent.Agent{}}
 	defer func() {
 		if err != nil {
-			// m is nil here when the failing return said so: close what
-			// was started, not the result.
-			started.Close()
-			m = nil
+			m.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
