@@ -183,17 +183,6 @@ func (f *Federation) recordAck(cluster string, rev int64) {
 	f.metrics.ackedRevision.WithLabelValues(cluster).Set(float64(rev))
 }
 
-// Connected lists the clusters with a Sync stream on this hub node.
-func (f *Federation) Connected() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]string, 0, len(f.streams))
-	for c := range f.streams {
-		out = append(out, c)
-	}
-	return out
-}
-
 type metrics struct {
 	streams       prometheus.Gauge
 	ackedRevision *prometheus.GaugeVec

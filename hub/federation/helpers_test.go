@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meridian-fed/meridian/hub"
 	"github.com/meridian-fed/meridian/hub/hubtest"
@@ -188,13 +185,3 @@ spec:
 }
 
 const nsYAML = "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n"
-
-func equalDesired(a, b resource.Object) bool {
-	return resource.DesiredEqual(a, b) && proto.Equal(labelsOf(a), labelsOf(b))
-}
-
-func labelsOf(o resource.Object) *meridianv1.ObjectMeta {
-	return &meridianv1.ObjectMeta{Labels: o.GetMetadata().GetLabels()}
-}
-
-var _ = strings.Contains
