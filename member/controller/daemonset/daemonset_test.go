@@ -58,9 +58,12 @@ func dsStatus(env *podtest.Env, name string) *meridianv1.DaemonSetStatus {
 
 // placement returns the nodes of the live (not ended, not terminating)
 // pods, sorted; a node twice means two pods there.
-func placement(env *podtest.Env) []string {
+func placement(env *podtest.Env) []string { return nodesOf(env.Pods()) }
+
+// nodesOf is placement over pods already listed.
+func nodesOf(pods []*meridianv1.Pod) []string {
 	var out []string
-	for _, p := range env.Pods() {
+	for _, p := range pods {
 		if podutil.IsPodActive(p) {
 			out = append(out, p.GetSpec().GetNodeName())
 		}
@@ -80,7 +83,7 @@ func waitPlaced(t *testing.T, env *podtest.Env, nodes ...string) {
 				return false
 			}
 		}
-		return slices.Equal(placement(env), nodes)
+		return slices.Equal(nodesOf(pods), nodes) // the same list: a pod made meanwhile must not pass unready
 	})
 }
 
