@@ -18,6 +18,11 @@ import (
 // MeridianAPIVersion is the apiVersion of Meridian's own kinds.
 const MeridianAPIVersion = "meridian.io/v1"
 
+// KarmadaPolicyAPIVersion is Karmada's policy API group: Meridian's policy
+// kinds accept it so that Karmada users can bring their policies, for the
+// fields Meridian supports (any other field is an error naming it).
+const KarmadaPolicyAPIVersion = "policy.karmada.io/v1alpha1"
+
 // Kind describes one resource kind.
 type Kind struct {
 	// Kind is the CamelCase name written in manifests ("Deployment").
@@ -71,8 +76,9 @@ var kinds = []*Kind{
 	{Kind: "Namespace", Plural: "namespaces", Short: []string{"ns"}, APIVersions: []string{"v1"}, Order: 0, HasSpec: true},
 	{Kind: "Cluster", Plural: "clusters", Short: []string{"cl"}, APIVersions: []string{MeridianAPIVersion}, Order: 1, HasSpec: true},
 	{Kind: "Node", Plural: "nodes", Short: []string{"no"}, APIVersions: []string{"v1"}, Order: 1, HasSpec: true},
-	{Kind: "PropagationPolicy", Plural: "propagationpolicies", Short: []string{"pp"}, Namespaced: true, APIVersions: []string{MeridianAPIVersion}, Order: 2, HasSpec: true},
-	{Kind: "OverridePolicy", Plural: "overridepolicies", Short: []string{"op"}, Namespaced: true, APIVersions: []string{MeridianAPIVersion}, Order: 2, HasSpec: true},
+	{Kind: "PropagationPolicy", Plural: "propagationpolicies", Short: []string{"pp"}, Namespaced: true, APIVersions: []string{MeridianAPIVersion, KarmadaPolicyAPIVersion}, Order: 2, HasSpec: true},
+	{Kind: "ClusterPropagationPolicy", Plural: "clusterpropagationpolicies", Short: []string{"cpp"}, APIVersions: []string{MeridianAPIVersion, KarmadaPolicyAPIVersion}, Order: 2, HasSpec: true},
+	{Kind: "OverridePolicy", Plural: "overridepolicies", Short: []string{"op"}, Namespaced: true, APIVersions: []string{MeridianAPIVersion, KarmadaPolicyAPIVersion}, Order: 2, HasSpec: true},
 	{Kind: "ConfigMap", Plural: "configmaps", Short: []string{"cm"}, Namespaced: true, APIVersions: []string{"v1"}, Order: 3},
 	{Kind: "Secret", Plural: "secrets", Namespaced: true, APIVersions: []string{"v1"}, Order: 3},
 	{Kind: "Service", Plural: "services", Short: []string{"svc"}, Namespaced: true, APIVersions: []string{"v1"}, Order: 4, HasSpec: true},
@@ -83,6 +89,7 @@ var kinds = []*Kind{
 	{Kind: "Job", Plural: "jobs", Namespaced: true, APIVersions: []string{"batch/v1"}, Order: 5, HasSpec: true},
 	{Kind: "CronJob", Plural: "cronjobs", Short: []string{"cj"}, Namespaced: true, APIVersions: []string{"batch/v1"}, Order: 5, HasSpec: true},
 	{Kind: "Pod", Plural: "pods", Short: []string{"po"}, Namespaced: true, APIVersions: []string{"v1"}, Order: 6, HasSpec: true},
+	{Kind: "ResourceBinding", Plural: "resourcebindings", Short: []string{"rb"}, Namespaced: true, APIVersions: []string{MeridianAPIVersion}, Order: 6, HasSpec: true},
 	{Kind: "Work", Plural: "works", Namespaced: true, APIVersions: []string{MeridianAPIVersion}, Order: 6, HasSpec: true},
 	{Kind: "Event", Plural: "events", Short: []string{"ev"}, Namespaced: true, APIVersions: []string{"v1"}, Order: 7},
 }

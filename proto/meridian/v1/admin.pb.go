@@ -153,6 +153,8 @@ type Object struct {
 	//	*Object_Event
 	//	*Object_ReplicaSet
 	//	*Object_Work
+	//	*Object_ClusterPropagationPolicy
+	//	*Object_ResourceBinding
 	Kind          isObject_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -348,6 +350,24 @@ func (x *Object) GetWork() *Work {
 	return nil
 }
 
+func (x *Object) GetClusterPropagationPolicy() *ClusterPropagationPolicy {
+	if x != nil {
+		if x, ok := x.Kind.(*Object_ClusterPropagationPolicy); ok {
+			return x.ClusterPropagationPolicy
+		}
+	}
+	return nil
+}
+
+func (x *Object) GetResourceBinding() *ResourceBinding {
+	if x != nil {
+		if x, ok := x.Kind.(*Object_ResourceBinding); ok {
+			return x.ResourceBinding
+		}
+	}
+	return nil
+}
+
 type isObject_Kind interface {
 	isObject_Kind()
 }
@@ -420,6 +440,14 @@ type Object_Work struct {
 	Work *Work `protobuf:"bytes,17,opt,name=work,proto3,oneof"`
 }
 
+type Object_ClusterPropagationPolicy struct {
+	ClusterPropagationPolicy *ClusterPropagationPolicy `protobuf:"bytes,18,opt,name=cluster_propagation_policy,json=clusterPropagationPolicy,proto3,oneof"`
+}
+
+type Object_ResourceBinding struct {
+	ResourceBinding *ResourceBinding `protobuf:"bytes,19,opt,name=resource_binding,json=resourceBinding,proto3,oneof"`
+}
+
 func (*Object_Namespace) isObject_Kind() {}
 
 func (*Object_Deployment) isObject_Kind() {}
@@ -453,6 +481,10 @@ func (*Object_Event) isObject_Kind() {}
 func (*Object_ReplicaSet) isObject_Kind() {}
 
 func (*Object_Work) isObject_Kind() {}
+
+func (*Object_ClusterPropagationPolicy) isObject_Kind() {}
+
+func (*Object_ResourceBinding) isObject_Kind() {}
 
 // ApplyRequest carries the object to create or update.
 type ApplyRequest struct {
@@ -1180,7 +1212,7 @@ var File_meridian_v1_admin_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17meridian/v1/admin.proto\x12\vmeridian.v1\x1a\x19meridian/v1/cluster.proto\x1a\x16meridian/v1/core.proto\x1a\x16meridian/v1/meta.proto\x1a\x15meridian/v1/pod.proto\x1a\x18meridian/v1/policy.proto\x1a\x16meridian/v1/work.proto\x1a\x1bmeridian/v1/workloads.proto\"\x99\a\n" +
+	"\x17meridian/v1/admin.proto\x12\vmeridian.v1\x1a\x19meridian/v1/binding.proto\x1a\x19meridian/v1/cluster.proto\x1a\x16meridian/v1/core.proto\x1a\x16meridian/v1/meta.proto\x1a\x15meridian/v1/pod.proto\x1a\x18meridian/v1/policy.proto\x1a\x16meridian/v1/work.proto\x1a\x1bmeridian/v1/workloads.proto\"\xcb\b\n" +
 	"\x06Object\x126\n" +
 	"\tnamespace\x18\x01 \x01(\v2\x16.meridian.v1.NamespaceH\x00R\tnamespace\x129\n" +
 	"\n" +
@@ -1204,7 +1236,9 @@ const file_meridian_v1_admin_proto_rawDesc = "" +
 	"\x05event\x18\x0f \x01(\v2\x12.meridian.v1.EventH\x00R\x05event\x12:\n" +
 	"\vreplica_set\x18\x10 \x01(\v2\x17.meridian.v1.ReplicaSetH\x00R\n" +
 	"replicaSet\x12'\n" +
-	"\x04work\x18\x11 \x01(\v2\x11.meridian.v1.WorkH\x00R\x04workB\x06\n" +
+	"\x04work\x18\x11 \x01(\v2\x11.meridian.v1.WorkH\x00R\x04work\x12e\n" +
+	"\x1acluster_propagation_policy\x18\x12 \x01(\v2%.meridian.v1.ClusterPropagationPolicyH\x00R\x18clusterPropagationPolicy\x12I\n" +
+	"\x10resource_binding\x18\x13 \x01(\v2\x1c.meridian.v1.ResourceBindingH\x00R\x0fresourceBindingB\x06\n" +
 	"\x04kind\"T\n" +
 	"\fApplyRequest\x12+\n" +
 	"\x06object\x18\x01 \x01(\v2\x13.meridian.v1.ObjectR\x06object\x12\x17\n" +
@@ -1286,40 +1320,42 @@ func file_meridian_v1_admin_proto_rawDescGZIP() []byte {
 var file_meridian_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_meridian_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_meridian_v1_admin_proto_goTypes = []any{
-	(ApplyResult)(0),          // 0: meridian.v1.ApplyResult
-	(EventType)(0),            // 1: meridian.v1.EventType
-	(*Object)(nil),            // 2: meridian.v1.Object
-	(*ApplyRequest)(nil),      // 3: meridian.v1.ApplyRequest
-	(*ApplyResponse)(nil),     // 4: meridian.v1.ApplyResponse
-	(*GetRequest)(nil),        // 5: meridian.v1.GetRequest
-	(*GetResponse)(nil),       // 6: meridian.v1.GetResponse
-	(*ListRequest)(nil),       // 7: meridian.v1.ListRequest
-	(*ListResponse)(nil),      // 8: meridian.v1.ListResponse
-	(*DeleteRequest)(nil),     // 9: meridian.v1.DeleteRequest
-	(*DeleteResponse)(nil),    // 10: meridian.v1.DeleteResponse
-	(*WatchRequest)(nil),      // 11: meridian.v1.WatchRequest
-	(*WatchResponse)(nil),     // 12: meridian.v1.WatchResponse
-	(*Work)(nil),              // 13: meridian.v1.Work
-	(*WorkSpec)(nil),          // 14: meridian.v1.WorkSpec
-	(*Namespace)(nil),         // 15: meridian.v1.Namespace
-	(*Deployment)(nil),        // 16: meridian.v1.Deployment
-	(*StatefulSet)(nil),       // 17: meridian.v1.StatefulSet
-	(*DaemonSet)(nil),         // 18: meridian.v1.DaemonSet
-	(*Job)(nil),               // 19: meridian.v1.Job
-	(*CronJob)(nil),           // 20: meridian.v1.CronJob
-	(*Service)(nil),           // 21: meridian.v1.Service
-	(*ConfigMap)(nil),         // 22: meridian.v1.ConfigMap
-	(*Secret)(nil),            // 23: meridian.v1.Secret
-	(*Cluster)(nil),           // 24: meridian.v1.Cluster
-	(*PropagationPolicy)(nil), // 25: meridian.v1.PropagationPolicy
-	(*OverridePolicy)(nil),    // 26: meridian.v1.OverridePolicy
-	(*Pod)(nil),               // 27: meridian.v1.Pod
-	(*Node)(nil),              // 28: meridian.v1.Node
-	(*Event)(nil),             // 29: meridian.v1.Event
-	(*ReplicaSet)(nil),        // 30: meridian.v1.ReplicaSet
-	(*ObjectMeta)(nil),        // 31: meridian.v1.ObjectMeta
-	(*WorkStatus)(nil),        // 32: meridian.v1.WorkStatus
-	(*ObjectReference)(nil),   // 33: meridian.v1.ObjectReference
+	(ApplyResult)(0),                 // 0: meridian.v1.ApplyResult
+	(EventType)(0),                   // 1: meridian.v1.EventType
+	(*Object)(nil),                   // 2: meridian.v1.Object
+	(*ApplyRequest)(nil),             // 3: meridian.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 4: meridian.v1.ApplyResponse
+	(*GetRequest)(nil),               // 5: meridian.v1.GetRequest
+	(*GetResponse)(nil),              // 6: meridian.v1.GetResponse
+	(*ListRequest)(nil),              // 7: meridian.v1.ListRequest
+	(*ListResponse)(nil),             // 8: meridian.v1.ListResponse
+	(*DeleteRequest)(nil),            // 9: meridian.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 10: meridian.v1.DeleteResponse
+	(*WatchRequest)(nil),             // 11: meridian.v1.WatchRequest
+	(*WatchResponse)(nil),            // 12: meridian.v1.WatchResponse
+	(*Work)(nil),                     // 13: meridian.v1.Work
+	(*WorkSpec)(nil),                 // 14: meridian.v1.WorkSpec
+	(*Namespace)(nil),                // 15: meridian.v1.Namespace
+	(*Deployment)(nil),               // 16: meridian.v1.Deployment
+	(*StatefulSet)(nil),              // 17: meridian.v1.StatefulSet
+	(*DaemonSet)(nil),                // 18: meridian.v1.DaemonSet
+	(*Job)(nil),                      // 19: meridian.v1.Job
+	(*CronJob)(nil),                  // 20: meridian.v1.CronJob
+	(*Service)(nil),                  // 21: meridian.v1.Service
+	(*ConfigMap)(nil),                // 22: meridian.v1.ConfigMap
+	(*Secret)(nil),                   // 23: meridian.v1.Secret
+	(*Cluster)(nil),                  // 24: meridian.v1.Cluster
+	(*PropagationPolicy)(nil),        // 25: meridian.v1.PropagationPolicy
+	(*OverridePolicy)(nil),           // 26: meridian.v1.OverridePolicy
+	(*Pod)(nil),                      // 27: meridian.v1.Pod
+	(*Node)(nil),                     // 28: meridian.v1.Node
+	(*Event)(nil),                    // 29: meridian.v1.Event
+	(*ReplicaSet)(nil),               // 30: meridian.v1.ReplicaSet
+	(*ClusterPropagationPolicy)(nil), // 31: meridian.v1.ClusterPropagationPolicy
+	(*ResourceBinding)(nil),          // 32: meridian.v1.ResourceBinding
+	(*ObjectMeta)(nil),               // 33: meridian.v1.ObjectMeta
+	(*WorkStatus)(nil),               // 34: meridian.v1.WorkStatus
+	(*ObjectReference)(nil),          // 35: meridian.v1.ObjectReference
 }
 var file_meridian_v1_admin_proto_depIdxs = []int32{
 	15, // 0: meridian.v1.Object.namespace:type_name -> meridian.v1.Namespace
@@ -1339,34 +1375,36 @@ var file_meridian_v1_admin_proto_depIdxs = []int32{
 	29, // 14: meridian.v1.Object.event:type_name -> meridian.v1.Event
 	30, // 15: meridian.v1.Object.replica_set:type_name -> meridian.v1.ReplicaSet
 	13, // 16: meridian.v1.Object.work:type_name -> meridian.v1.Work
-	2,  // 17: meridian.v1.ApplyRequest.object:type_name -> meridian.v1.Object
-	2,  // 18: meridian.v1.ApplyResponse.object:type_name -> meridian.v1.Object
-	0,  // 19: meridian.v1.ApplyResponse.result:type_name -> meridian.v1.ApplyResult
-	2,  // 20: meridian.v1.GetResponse.object:type_name -> meridian.v1.Object
-	2,  // 21: meridian.v1.ListResponse.items:type_name -> meridian.v1.Object
-	2,  // 22: meridian.v1.DeleteResponse.object:type_name -> meridian.v1.Object
-	1,  // 23: meridian.v1.WatchResponse.type:type_name -> meridian.v1.EventType
-	2,  // 24: meridian.v1.WatchResponse.object:type_name -> meridian.v1.Object
-	31, // 25: meridian.v1.Work.metadata:type_name -> meridian.v1.ObjectMeta
-	14, // 26: meridian.v1.Work.spec:type_name -> meridian.v1.WorkSpec
-	32, // 27: meridian.v1.Work.status:type_name -> meridian.v1.WorkStatus
-	2,  // 28: meridian.v1.WorkSpec.workload:type_name -> meridian.v1.Object
-	33, // 29: meridian.v1.WorkSpec.source:type_name -> meridian.v1.ObjectReference
-	3,  // 30: meridian.v1.AdminService.Apply:input_type -> meridian.v1.ApplyRequest
-	5,  // 31: meridian.v1.AdminService.Get:input_type -> meridian.v1.GetRequest
-	7,  // 32: meridian.v1.AdminService.List:input_type -> meridian.v1.ListRequest
-	9,  // 33: meridian.v1.AdminService.Delete:input_type -> meridian.v1.DeleteRequest
-	11, // 34: meridian.v1.AdminService.Watch:input_type -> meridian.v1.WatchRequest
-	4,  // 35: meridian.v1.AdminService.Apply:output_type -> meridian.v1.ApplyResponse
-	6,  // 36: meridian.v1.AdminService.Get:output_type -> meridian.v1.GetResponse
-	8,  // 37: meridian.v1.AdminService.List:output_type -> meridian.v1.ListResponse
-	10, // 38: meridian.v1.AdminService.Delete:output_type -> meridian.v1.DeleteResponse
-	12, // 39: meridian.v1.AdminService.Watch:output_type -> meridian.v1.WatchResponse
-	35, // [35:40] is the sub-list for method output_type
-	30, // [30:35] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	31, // 17: meridian.v1.Object.cluster_propagation_policy:type_name -> meridian.v1.ClusterPropagationPolicy
+	32, // 18: meridian.v1.Object.resource_binding:type_name -> meridian.v1.ResourceBinding
+	2,  // 19: meridian.v1.ApplyRequest.object:type_name -> meridian.v1.Object
+	2,  // 20: meridian.v1.ApplyResponse.object:type_name -> meridian.v1.Object
+	0,  // 21: meridian.v1.ApplyResponse.result:type_name -> meridian.v1.ApplyResult
+	2,  // 22: meridian.v1.GetResponse.object:type_name -> meridian.v1.Object
+	2,  // 23: meridian.v1.ListResponse.items:type_name -> meridian.v1.Object
+	2,  // 24: meridian.v1.DeleteResponse.object:type_name -> meridian.v1.Object
+	1,  // 25: meridian.v1.WatchResponse.type:type_name -> meridian.v1.EventType
+	2,  // 26: meridian.v1.WatchResponse.object:type_name -> meridian.v1.Object
+	33, // 27: meridian.v1.Work.metadata:type_name -> meridian.v1.ObjectMeta
+	14, // 28: meridian.v1.Work.spec:type_name -> meridian.v1.WorkSpec
+	34, // 29: meridian.v1.Work.status:type_name -> meridian.v1.WorkStatus
+	2,  // 30: meridian.v1.WorkSpec.workload:type_name -> meridian.v1.Object
+	35, // 31: meridian.v1.WorkSpec.source:type_name -> meridian.v1.ObjectReference
+	3,  // 32: meridian.v1.AdminService.Apply:input_type -> meridian.v1.ApplyRequest
+	5,  // 33: meridian.v1.AdminService.Get:input_type -> meridian.v1.GetRequest
+	7,  // 34: meridian.v1.AdminService.List:input_type -> meridian.v1.ListRequest
+	9,  // 35: meridian.v1.AdminService.Delete:input_type -> meridian.v1.DeleteRequest
+	11, // 36: meridian.v1.AdminService.Watch:input_type -> meridian.v1.WatchRequest
+	4,  // 37: meridian.v1.AdminService.Apply:output_type -> meridian.v1.ApplyResponse
+	6,  // 38: meridian.v1.AdminService.Get:output_type -> meridian.v1.GetResponse
+	8,  // 39: meridian.v1.AdminService.List:output_type -> meridian.v1.ListResponse
+	10, // 40: meridian.v1.AdminService.Delete:output_type -> meridian.v1.DeleteResponse
+	12, // 41: meridian.v1.AdminService.Watch:output_type -> meridian.v1.WatchResponse
+	37, // [37:42] is the sub-list for method output_type
+	32, // [32:37] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_admin_proto_init() }
@@ -1374,6 +1412,7 @@ func file_meridian_v1_admin_proto_init() {
 	if File_meridian_v1_admin_proto != nil {
 		return
 	}
+	file_meridian_v1_binding_proto_init()
 	file_meridian_v1_cluster_proto_init()
 	file_meridian_v1_core_proto_init()
 	file_meridian_v1_meta_proto_init()
@@ -1399,6 +1438,8 @@ func file_meridian_v1_admin_proto_init() {
 		(*Object_Event)(nil),
 		(*Object_ReplicaSet)(nil),
 		(*Object_Work)(nil),
+		(*Object_ClusterPropagationPolicy)(nil),
+		(*Object_ResourceBinding)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

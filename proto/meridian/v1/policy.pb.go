@@ -92,6 +92,78 @@ func (x *PropagationPolicy) GetSpec() *PropagationSpec {
 	return nil
 }
 
+// ClusterPropagationPolicy is a PropagationPolicy for the whole federation
+// (meridian.io/v1, cluster-scoped): it selects workloads in any namespace,
+// and a namespaced PropagationPolicy that selects the same workload wins
+// over it. Shaped like Karmada's ClusterPropagationPolicy.
+type ClusterPropagationPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiVersion    string                 `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Metadata      *ObjectMeta            `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Spec          *PropagationSpec       `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterPropagationPolicy) Reset() {
+	*x = ClusterPropagationPolicy{}
+	mi := &file_meridian_v1_policy_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterPropagationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterPropagationPolicy) ProtoMessage() {}
+
+func (x *ClusterPropagationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_policy_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterPropagationPolicy.ProtoReflect.Descriptor instead.
+func (*ClusterPropagationPolicy) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClusterPropagationPolicy) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *ClusterPropagationPolicy) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ClusterPropagationPolicy) GetMetadata() *ObjectMeta {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ClusterPropagationPolicy) GetSpec() *PropagationSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
 // PropagationSpec is the desired placement of the selected workloads.
 type PropagationSpec struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -107,7 +179,7 @@ type PropagationSpec struct {
 
 func (x *PropagationSpec) Reset() {
 	*x = PropagationSpec{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[1]
+	mi := &file_meridian_v1_policy_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -119,7 +191,7 @@ func (x *PropagationSpec) String() string {
 func (*PropagationSpec) ProtoMessage() {}
 
 func (x *PropagationSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[1]
+	mi := &file_meridian_v1_policy_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -132,7 +204,7 @@ func (x *PropagationSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PropagationSpec.ProtoReflect.Descriptor instead.
 func (*PropagationSpec) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{1}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PropagationSpec) GetResourceSelectors() []*ResourceSelector {
@@ -177,7 +249,7 @@ type ResourceSelector struct {
 
 func (x *ResourceSelector) Reset() {
 	*x = ResourceSelector{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[2]
+	mi := &file_meridian_v1_policy_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +261,7 @@ func (x *ResourceSelector) String() string {
 func (*ResourceSelector) ProtoMessage() {}
 
 func (x *ResourceSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[2]
+	mi := &file_meridian_v1_policy_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +274,7 @@ func (x *ResourceSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSelector.ProtoReflect.Descriptor instead.
 func (*ResourceSelector) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{2}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ResourceSelector) GetApiVersion() string {
@@ -254,7 +326,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[3]
+	mi := &file_meridian_v1_policy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -266,7 +338,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[3]
+	mi := &file_meridian_v1_policy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -279,7 +351,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Placement) GetClusterAffinity() *ClusterAffinity {
@@ -330,7 +402,7 @@ type ClusterAffinity struct {
 
 func (x *ClusterAffinity) Reset() {
 	*x = ClusterAffinity{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[4]
+	mi := &file_meridian_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +414,7 @@ func (x *ClusterAffinity) String() string {
 func (*ClusterAffinity) ProtoMessage() {}
 
 func (x *ClusterAffinity) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[4]
+	mi := &file_meridian_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +427,7 @@ func (x *ClusterAffinity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterAffinity.ProtoReflect.Descriptor instead.
 func (*ClusterAffinity) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClusterAffinity) GetLabelSelector() *LabelSelector {
@@ -400,7 +472,7 @@ type ClusterAffinityTerm struct {
 
 func (x *ClusterAffinityTerm) Reset() {
 	*x = ClusterAffinityTerm{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[5]
+	mi := &file_meridian_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +484,7 @@ func (x *ClusterAffinityTerm) String() string {
 func (*ClusterAffinityTerm) ProtoMessage() {}
 
 func (x *ClusterAffinityTerm) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[5]
+	mi := &file_meridian_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +497,7 @@ func (x *ClusterAffinityTerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterAffinityTerm.ProtoReflect.Descriptor instead.
 func (*ClusterAffinityTerm) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClusterAffinityTerm) GetAffinityName() string {
@@ -473,7 +545,7 @@ type FieldSelector struct {
 
 func (x *FieldSelector) Reset() {
 	*x = FieldSelector{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[6]
+	mi := &file_meridian_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +557,7 @@ func (x *FieldSelector) String() string {
 func (*FieldSelector) ProtoMessage() {}
 
 func (x *FieldSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[6]
+	mi := &file_meridian_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +570,7 @@ func (x *FieldSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldSelector.ProtoReflect.Descriptor instead.
 func (*FieldSelector) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FieldSelector) GetMatchExpressions() []*LabelSelectorRequirement {
@@ -523,7 +595,7 @@ type SpreadConstraint struct {
 
 func (x *SpreadConstraint) Reset() {
 	*x = SpreadConstraint{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[7]
+	mi := &file_meridian_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +607,7 @@ func (x *SpreadConstraint) String() string {
 func (*SpreadConstraint) ProtoMessage() {}
 
 func (x *SpreadConstraint) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[7]
+	mi := &file_meridian_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +620,7 @@ func (x *SpreadConstraint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadConstraint.ProtoReflect.Descriptor instead.
 func (*SpreadConstraint) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SpreadConstraint) GetSpreadByField() string {
@@ -593,7 +665,7 @@ type ReplicaSchedulingStrategy struct {
 
 func (x *ReplicaSchedulingStrategy) Reset() {
 	*x = ReplicaSchedulingStrategy{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[8]
+	mi := &file_meridian_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +677,7 @@ func (x *ReplicaSchedulingStrategy) String() string {
 func (*ReplicaSchedulingStrategy) ProtoMessage() {}
 
 func (x *ReplicaSchedulingStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[8]
+	mi := &file_meridian_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +690,7 @@ func (x *ReplicaSchedulingStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSchedulingStrategy.ProtoReflect.Descriptor instead.
 func (*ReplicaSchedulingStrategy) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReplicaSchedulingStrategy) GetReplicaSchedulingType() string {
@@ -642,19 +714,23 @@ func (x *ReplicaSchedulingStrategy) GetWeightPreference() *ClusterPreferences {
 	return nil
 }
 
-// ClusterPreferences weighs clusters statically or by available capacity.
+// ClusterPreferences weighs clusters statically, by available capacity, or
+// hierarchically (one of the three).
 type ClusterPreferences struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	StaticWeightList []*StaticClusterWeight `protobuf:"bytes,1,rep,name=static_weight_list,json=staticWeightList,proto3" json:"static_weight_list,omitempty"`
 	// dynamic_weight is AvailableReplicas to weigh by free capacity.
 	DynamicWeight string `protobuf:"bytes,2,opt,name=dynamic_weight,json=dynamicWeight,proto3" json:"dynamic_weight,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// hierarchical_weights divides the replicas over regions first, then
+	// over each region's datacenters, then over each datacenter's clusters.
+	HierarchicalWeights *HierarchicalWeights `protobuf:"bytes,3,opt,name=hierarchical_weights,json=hierarchicalWeights,proto3" json:"hierarchical_weights,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ClusterPreferences) Reset() {
 	*x = ClusterPreferences{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[9]
+	mi := &file_meridian_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +742,7 @@ func (x *ClusterPreferences) String() string {
 func (*ClusterPreferences) ProtoMessage() {}
 
 func (x *ClusterPreferences) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[9]
+	mi := &file_meridian_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +755,7 @@ func (x *ClusterPreferences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterPreferences.ProtoReflect.Descriptor instead.
 func (*ClusterPreferences) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClusterPreferences) GetStaticWeightList() []*StaticClusterWeight {
@@ -696,6 +772,235 @@ func (x *ClusterPreferences) GetDynamicWeight() string {
 	return ""
 }
 
+func (x *ClusterPreferences) GetHierarchicalWeights() *HierarchicalWeights {
+	if x != nil {
+		return x.HierarchicalWeights
+	}
+	return nil
+}
+
+// HierarchicalWeights weighs regions; a region may weigh its datacenters and
+// a datacenter its clusters. A region, datacenter or cluster not listed at
+// its level has weight 1 there; weight 0 keeps it out.
+type HierarchicalWeights struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Regions       []*RegionWeight        `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HierarchicalWeights) Reset() {
+	*x = HierarchicalWeights{}
+	mi := &file_meridian_v1_policy_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HierarchicalWeights) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HierarchicalWeights) ProtoMessage() {}
+
+func (x *HierarchicalWeights) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_policy_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HierarchicalWeights.ProtoReflect.Descriptor instead.
+func (*HierarchicalWeights) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HierarchicalWeights) GetRegions() []*RegionWeight {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+// RegionWeight is one region's weight and how it divides its share.
+type RegionWeight struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Weight        int64                  `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	Datacenters   []*DatacenterWeight    `protobuf:"bytes,3,rep,name=datacenters,proto3" json:"datacenters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegionWeight) Reset() {
+	*x = RegionWeight{}
+	mi := &file_meridian_v1_policy_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegionWeight) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegionWeight) ProtoMessage() {}
+
+func (x *RegionWeight) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_policy_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegionWeight.ProtoReflect.Descriptor instead.
+func (*RegionWeight) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RegionWeight) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RegionWeight) GetWeight() int64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *RegionWeight) GetDatacenters() []*DatacenterWeight {
+	if x != nil {
+		return x.Datacenters
+	}
+	return nil
+}
+
+// DatacenterWeight is one datacenter's weight within its region.
+type DatacenterWeight struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Weight        int64                  `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	Clusters      []*ClusterWeight       `protobuf:"bytes,3,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DatacenterWeight) Reset() {
+	*x = DatacenterWeight{}
+	mi := &file_meridian_v1_policy_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DatacenterWeight) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DatacenterWeight) ProtoMessage() {}
+
+func (x *DatacenterWeight) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_policy_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DatacenterWeight.ProtoReflect.Descriptor instead.
+func (*DatacenterWeight) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DatacenterWeight) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DatacenterWeight) GetWeight() int64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *DatacenterWeight) GetClusters() []*ClusterWeight {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+// ClusterWeight is one cluster's weight within its datacenter.
+type ClusterWeight struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Weight        int64                  `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterWeight) Reset() {
+	*x = ClusterWeight{}
+	mi := &file_meridian_v1_policy_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterWeight) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterWeight) ProtoMessage() {}
+
+func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_policy_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterWeight.ProtoReflect.Descriptor instead.
+func (*ClusterWeight) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ClusterWeight) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClusterWeight) GetWeight() int64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
 // StaticClusterWeight gives the clusters a target selects a weight.
 type StaticClusterWeight struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -707,7 +1012,7 @@ type StaticClusterWeight struct {
 
 func (x *StaticClusterWeight) Reset() {
 	*x = StaticClusterWeight{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[10]
+	mi := &file_meridian_v1_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +1024,7 @@ func (x *StaticClusterWeight) String() string {
 func (*StaticClusterWeight) ProtoMessage() {}
 
 func (x *StaticClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[10]
+	mi := &file_meridian_v1_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +1037,7 @@ func (x *StaticClusterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StaticClusterWeight.ProtoReflect.Descriptor instead.
 func (*StaticClusterWeight) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StaticClusterWeight) GetTargetCluster() *ClusterAffinity {
@@ -763,7 +1068,7 @@ type OverridePolicy struct {
 
 func (x *OverridePolicy) Reset() {
 	*x = OverridePolicy{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[11]
+	mi := &file_meridian_v1_policy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1080,7 @@ func (x *OverridePolicy) String() string {
 func (*OverridePolicy) ProtoMessage() {}
 
 func (x *OverridePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[11]
+	mi := &file_meridian_v1_policy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1093,7 @@ func (x *OverridePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverridePolicy.ProtoReflect.Descriptor instead.
 func (*OverridePolicy) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OverridePolicy) GetApiVersion() string {
@@ -830,7 +1135,7 @@ type OverrideSpec struct {
 
 func (x *OverrideSpec) Reset() {
 	*x = OverrideSpec{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[12]
+	mi := &file_meridian_v1_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1147,7 @@ func (x *OverrideSpec) String() string {
 func (*OverrideSpec) ProtoMessage() {}
 
 func (x *OverrideSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[12]
+	mi := &file_meridian_v1_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1160,7 @@ func (x *OverrideSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverrideSpec.ProtoReflect.Descriptor instead.
 func (*OverrideSpec) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OverrideSpec) GetResourceSelectors() []*ResourceSelector {
@@ -883,7 +1188,7 @@ type RuleWithCluster struct {
 
 func (x *RuleWithCluster) Reset() {
 	*x = RuleWithCluster{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[13]
+	mi := &file_meridian_v1_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1200,7 @@ func (x *RuleWithCluster) String() string {
 func (*RuleWithCluster) ProtoMessage() {}
 
 func (x *RuleWithCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[13]
+	mi := &file_meridian_v1_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1213,7 @@ func (x *RuleWithCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleWithCluster.ProtoReflect.Descriptor instead.
 func (*RuleWithCluster) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RuleWithCluster) GetTargetCluster() *ClusterAffinity {
@@ -941,7 +1246,7 @@ type Overriders struct {
 
 func (x *Overriders) Reset() {
 	*x = Overriders{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[14]
+	mi := &file_meridian_v1_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1258,7 @@ func (x *Overriders) String() string {
 func (*Overriders) ProtoMessage() {}
 
 func (x *Overriders) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[14]
+	mi := &file_meridian_v1_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1271,7 @@ func (x *Overriders) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Overriders.ProtoReflect.Descriptor instead.
 func (*Overriders) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Overriders) GetImageOverrider() []*ImageOverrider {
@@ -1033,7 +1338,7 @@ type ImageOverrider struct {
 
 func (x *ImageOverrider) Reset() {
 	*x = ImageOverrider{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[15]
+	mi := &file_meridian_v1_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1350,7 @@ func (x *ImageOverrider) String() string {
 func (*ImageOverrider) ProtoMessage() {}
 
 func (x *ImageOverrider) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[15]
+	mi := &file_meridian_v1_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1363,7 @@ func (x *ImageOverrider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageOverrider.ProtoReflect.Descriptor instead.
 func (*ImageOverrider) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{15}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ImageOverrider) GetComponent() string {
@@ -1102,7 +1407,7 @@ type CommandArgsOverrider struct {
 
 func (x *CommandArgsOverrider) Reset() {
 	*x = CommandArgsOverrider{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[16]
+	mi := &file_meridian_v1_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1419,7 @@ func (x *CommandArgsOverrider) String() string {
 func (*CommandArgsOverrider) ProtoMessage() {}
 
 func (x *CommandArgsOverrider) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[16]
+	mi := &file_meridian_v1_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1432,7 @@ func (x *CommandArgsOverrider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandArgsOverrider.ProtoReflect.Descriptor instead.
 func (*CommandArgsOverrider) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{16}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CommandArgsOverrider) GetContainerName() string {
@@ -1163,7 +1468,7 @@ type LabelAnnotationOverrider struct {
 
 func (x *LabelAnnotationOverrider) Reset() {
 	*x = LabelAnnotationOverrider{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[17]
+	mi := &file_meridian_v1_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1480,7 @@ func (x *LabelAnnotationOverrider) String() string {
 func (*LabelAnnotationOverrider) ProtoMessage() {}
 
 func (x *LabelAnnotationOverrider) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[17]
+	mi := &file_meridian_v1_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1493,7 @@ func (x *LabelAnnotationOverrider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelAnnotationOverrider.ProtoReflect.Descriptor instead.
 func (*LabelAnnotationOverrider) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{17}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LabelAnnotationOverrider) GetOperator() string {
@@ -1218,7 +1523,7 @@ type EnvOverrider struct {
 
 func (x *EnvOverrider) Reset() {
 	*x = EnvOverrider{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[18]
+	mi := &file_meridian_v1_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1535,7 @@ func (x *EnvOverrider) String() string {
 func (*EnvOverrider) ProtoMessage() {}
 
 func (x *EnvOverrider) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[18]
+	mi := &file_meridian_v1_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1548,7 @@ func (x *EnvOverrider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvOverrider.ProtoReflect.Descriptor instead.
 func (*EnvOverrider) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{18}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EnvOverrider) GetContainerName() string {
@@ -1273,6 +1578,12 @@ const file_meridian_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"\x18meridian/v1/policy.proto\x12\vmeridian.v1\x1a\x16meridian/v1/meta.proto\x1a\x15meridian/v1/pod.proto\"\xaf\x01\n" +
 	"\x11PropagationPolicy\x12\x1f\n" +
+	"\vapi_version\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x17.meridian.v1.ObjectMetaR\bmetadata\x120\n" +
+	"\x04spec\x18\x04 \x01(\v2\x1c.meridian.v1.PropagationSpecR\x04spec\"\xb6\x01\n" +
+	"\x18ClusterPropagationPolicy\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
@@ -1319,10 +1630,24 @@ const file_meridian_v1_policy_proto_rawDesc = "" +
 	"\x19ReplicaSchedulingStrategy\x126\n" +
 	"\x17replica_scheduling_type\x18\x01 \x01(\tR\x15replicaSchedulingType\x12>\n" +
 	"\x1breplica_division_preference\x18\x02 \x01(\tR\x19replicaDivisionPreference\x12L\n" +
-	"\x11weight_preference\x18\x03 \x01(\v2\x1f.meridian.v1.ClusterPreferencesR\x10weightPreference\"\x8b\x01\n" +
+	"\x11weight_preference\x18\x03 \x01(\v2\x1f.meridian.v1.ClusterPreferencesR\x10weightPreference\"\xe0\x01\n" +
 	"\x12ClusterPreferences\x12N\n" +
 	"\x12static_weight_list\x18\x01 \x03(\v2 .meridian.v1.StaticClusterWeightR\x10staticWeightList\x12%\n" +
-	"\x0edynamic_weight\x18\x02 \x01(\tR\rdynamicWeight\"r\n" +
+	"\x0edynamic_weight\x18\x02 \x01(\tR\rdynamicWeight\x12S\n" +
+	"\x14hierarchical_weights\x18\x03 \x01(\v2 .meridian.v1.HierarchicalWeightsR\x13hierarchicalWeights\"J\n" +
+	"\x13HierarchicalWeights\x123\n" +
+	"\aregions\x18\x01 \x03(\v2\x19.meridian.v1.RegionWeightR\aregions\"{\n" +
+	"\fRegionWeight\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\x03R\x06weight\x12?\n" +
+	"\vdatacenters\x18\x03 \x03(\v2\x1d.meridian.v1.DatacenterWeightR\vdatacenters\"v\n" +
+	"\x10DatacenterWeight\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\x03R\x06weight\x126\n" +
+	"\bclusters\x18\x03 \x03(\v2\x1a.meridian.v1.ClusterWeightR\bclusters\";\n" +
+	"\rClusterWeight\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\x03R\x06weight\"r\n" +
 	"\x13StaticClusterWeight\x12C\n" +
 	"\x0etarget_cluster\x18\x01 \x01(\v2\x1c.meridian.v1.ClusterAffinityR\rtargetCluster\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x03R\x06weight\"\xa9\x01\n" +
@@ -1383,72 +1708,83 @@ func file_meridian_v1_policy_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_policy_proto_rawDescData
 }
 
-var file_meridian_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_meridian_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_meridian_v1_policy_proto_goTypes = []any{
 	(*PropagationPolicy)(nil),         // 0: meridian.v1.PropagationPolicy
-	(*PropagationSpec)(nil),           // 1: meridian.v1.PropagationSpec
-	(*ResourceSelector)(nil),          // 2: meridian.v1.ResourceSelector
-	(*Placement)(nil),                 // 3: meridian.v1.Placement
-	(*ClusterAffinity)(nil),           // 4: meridian.v1.ClusterAffinity
-	(*ClusterAffinityTerm)(nil),       // 5: meridian.v1.ClusterAffinityTerm
-	(*FieldSelector)(nil),             // 6: meridian.v1.FieldSelector
-	(*SpreadConstraint)(nil),          // 7: meridian.v1.SpreadConstraint
-	(*ReplicaSchedulingStrategy)(nil), // 8: meridian.v1.ReplicaSchedulingStrategy
-	(*ClusterPreferences)(nil),        // 9: meridian.v1.ClusterPreferences
-	(*StaticClusterWeight)(nil),       // 10: meridian.v1.StaticClusterWeight
-	(*OverridePolicy)(nil),            // 11: meridian.v1.OverridePolicy
-	(*OverrideSpec)(nil),              // 12: meridian.v1.OverrideSpec
-	(*RuleWithCluster)(nil),           // 13: meridian.v1.RuleWithCluster
-	(*Overriders)(nil),                // 14: meridian.v1.Overriders
-	(*ImageOverrider)(nil),            // 15: meridian.v1.ImageOverrider
-	(*CommandArgsOverrider)(nil),      // 16: meridian.v1.CommandArgsOverrider
-	(*LabelAnnotationOverrider)(nil),  // 17: meridian.v1.LabelAnnotationOverrider
-	(*EnvOverrider)(nil),              // 18: meridian.v1.EnvOverrider
-	nil,                               // 19: meridian.v1.LabelAnnotationOverrider.ValueEntry
-	(*ObjectMeta)(nil),                // 20: meridian.v1.ObjectMeta
-	(*LabelSelector)(nil),             // 21: meridian.v1.LabelSelector
-	(*Toleration)(nil),                // 22: meridian.v1.Toleration
-	(*LabelSelectorRequirement)(nil),  // 23: meridian.v1.LabelSelectorRequirement
-	(*EnvVar)(nil),                    // 24: meridian.v1.EnvVar
+	(*ClusterPropagationPolicy)(nil),  // 1: meridian.v1.ClusterPropagationPolicy
+	(*PropagationSpec)(nil),           // 2: meridian.v1.PropagationSpec
+	(*ResourceSelector)(nil),          // 3: meridian.v1.ResourceSelector
+	(*Placement)(nil),                 // 4: meridian.v1.Placement
+	(*ClusterAffinity)(nil),           // 5: meridian.v1.ClusterAffinity
+	(*ClusterAffinityTerm)(nil),       // 6: meridian.v1.ClusterAffinityTerm
+	(*FieldSelector)(nil),             // 7: meridian.v1.FieldSelector
+	(*SpreadConstraint)(nil),          // 8: meridian.v1.SpreadConstraint
+	(*ReplicaSchedulingStrategy)(nil), // 9: meridian.v1.ReplicaSchedulingStrategy
+	(*ClusterPreferences)(nil),        // 10: meridian.v1.ClusterPreferences
+	(*HierarchicalWeights)(nil),       // 11: meridian.v1.HierarchicalWeights
+	(*RegionWeight)(nil),              // 12: meridian.v1.RegionWeight
+	(*DatacenterWeight)(nil),          // 13: meridian.v1.DatacenterWeight
+	(*ClusterWeight)(nil),             // 14: meridian.v1.ClusterWeight
+	(*StaticClusterWeight)(nil),       // 15: meridian.v1.StaticClusterWeight
+	(*OverridePolicy)(nil),            // 16: meridian.v1.OverridePolicy
+	(*OverrideSpec)(nil),              // 17: meridian.v1.OverrideSpec
+	(*RuleWithCluster)(nil),           // 18: meridian.v1.RuleWithCluster
+	(*Overriders)(nil),                // 19: meridian.v1.Overriders
+	(*ImageOverrider)(nil),            // 20: meridian.v1.ImageOverrider
+	(*CommandArgsOverrider)(nil),      // 21: meridian.v1.CommandArgsOverrider
+	(*LabelAnnotationOverrider)(nil),  // 22: meridian.v1.LabelAnnotationOverrider
+	(*EnvOverrider)(nil),              // 23: meridian.v1.EnvOverrider
+	nil,                               // 24: meridian.v1.LabelAnnotationOverrider.ValueEntry
+	(*ObjectMeta)(nil),                // 25: meridian.v1.ObjectMeta
+	(*LabelSelector)(nil),             // 26: meridian.v1.LabelSelector
+	(*Toleration)(nil),                // 27: meridian.v1.Toleration
+	(*LabelSelectorRequirement)(nil),  // 28: meridian.v1.LabelSelectorRequirement
+	(*EnvVar)(nil),                    // 29: meridian.v1.EnvVar
 }
 var file_meridian_v1_policy_proto_depIdxs = []int32{
-	20, // 0: meridian.v1.PropagationPolicy.metadata:type_name -> meridian.v1.ObjectMeta
-	1,  // 1: meridian.v1.PropagationPolicy.spec:type_name -> meridian.v1.PropagationSpec
-	2,  // 2: meridian.v1.PropagationSpec.resource_selectors:type_name -> meridian.v1.ResourceSelector
-	3,  // 3: meridian.v1.PropagationSpec.placement:type_name -> meridian.v1.Placement
-	21, // 4: meridian.v1.ResourceSelector.label_selector:type_name -> meridian.v1.LabelSelector
-	4,  // 5: meridian.v1.Placement.cluster_affinity:type_name -> meridian.v1.ClusterAffinity
-	5,  // 6: meridian.v1.Placement.cluster_affinities:type_name -> meridian.v1.ClusterAffinityTerm
-	22, // 7: meridian.v1.Placement.cluster_tolerations:type_name -> meridian.v1.Toleration
-	7,  // 8: meridian.v1.Placement.spread_constraints:type_name -> meridian.v1.SpreadConstraint
-	8,  // 9: meridian.v1.Placement.replica_scheduling:type_name -> meridian.v1.ReplicaSchedulingStrategy
-	21, // 10: meridian.v1.ClusterAffinity.label_selector:type_name -> meridian.v1.LabelSelector
-	6,  // 11: meridian.v1.ClusterAffinity.field_selector:type_name -> meridian.v1.FieldSelector
-	21, // 12: meridian.v1.ClusterAffinityTerm.label_selector:type_name -> meridian.v1.LabelSelector
-	6,  // 13: meridian.v1.ClusterAffinityTerm.field_selector:type_name -> meridian.v1.FieldSelector
-	23, // 14: meridian.v1.FieldSelector.match_expressions:type_name -> meridian.v1.LabelSelectorRequirement
-	9,  // 15: meridian.v1.ReplicaSchedulingStrategy.weight_preference:type_name -> meridian.v1.ClusterPreferences
-	10, // 16: meridian.v1.ClusterPreferences.static_weight_list:type_name -> meridian.v1.StaticClusterWeight
-	4,  // 17: meridian.v1.StaticClusterWeight.target_cluster:type_name -> meridian.v1.ClusterAffinity
-	20, // 18: meridian.v1.OverridePolicy.metadata:type_name -> meridian.v1.ObjectMeta
-	12, // 19: meridian.v1.OverridePolicy.spec:type_name -> meridian.v1.OverrideSpec
-	2,  // 20: meridian.v1.OverrideSpec.resource_selectors:type_name -> meridian.v1.ResourceSelector
-	13, // 21: meridian.v1.OverrideSpec.override_rules:type_name -> meridian.v1.RuleWithCluster
-	4,  // 22: meridian.v1.RuleWithCluster.target_cluster:type_name -> meridian.v1.ClusterAffinity
-	14, // 23: meridian.v1.RuleWithCluster.overriders:type_name -> meridian.v1.Overriders
-	15, // 24: meridian.v1.Overriders.image_overrider:type_name -> meridian.v1.ImageOverrider
-	16, // 25: meridian.v1.Overriders.command_overrider:type_name -> meridian.v1.CommandArgsOverrider
-	16, // 26: meridian.v1.Overriders.args_overrider:type_name -> meridian.v1.CommandArgsOverrider
-	17, // 27: meridian.v1.Overriders.labels_overrider:type_name -> meridian.v1.LabelAnnotationOverrider
-	17, // 28: meridian.v1.Overriders.annotations_overrider:type_name -> meridian.v1.LabelAnnotationOverrider
-	18, // 29: meridian.v1.Overriders.env_overrider:type_name -> meridian.v1.EnvOverrider
-	19, // 30: meridian.v1.LabelAnnotationOverrider.value:type_name -> meridian.v1.LabelAnnotationOverrider.ValueEntry
-	24, // 31: meridian.v1.EnvOverrider.value:type_name -> meridian.v1.EnvVar
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	25, // 0: meridian.v1.PropagationPolicy.metadata:type_name -> meridian.v1.ObjectMeta
+	2,  // 1: meridian.v1.PropagationPolicy.spec:type_name -> meridian.v1.PropagationSpec
+	25, // 2: meridian.v1.ClusterPropagationPolicy.metadata:type_name -> meridian.v1.ObjectMeta
+	2,  // 3: meridian.v1.ClusterPropagationPolicy.spec:type_name -> meridian.v1.PropagationSpec
+	3,  // 4: meridian.v1.PropagationSpec.resource_selectors:type_name -> meridian.v1.ResourceSelector
+	4,  // 5: meridian.v1.PropagationSpec.placement:type_name -> meridian.v1.Placement
+	26, // 6: meridian.v1.ResourceSelector.label_selector:type_name -> meridian.v1.LabelSelector
+	5,  // 7: meridian.v1.Placement.cluster_affinity:type_name -> meridian.v1.ClusterAffinity
+	6,  // 8: meridian.v1.Placement.cluster_affinities:type_name -> meridian.v1.ClusterAffinityTerm
+	27, // 9: meridian.v1.Placement.cluster_tolerations:type_name -> meridian.v1.Toleration
+	8,  // 10: meridian.v1.Placement.spread_constraints:type_name -> meridian.v1.SpreadConstraint
+	9,  // 11: meridian.v1.Placement.replica_scheduling:type_name -> meridian.v1.ReplicaSchedulingStrategy
+	26, // 12: meridian.v1.ClusterAffinity.label_selector:type_name -> meridian.v1.LabelSelector
+	7,  // 13: meridian.v1.ClusterAffinity.field_selector:type_name -> meridian.v1.FieldSelector
+	26, // 14: meridian.v1.ClusterAffinityTerm.label_selector:type_name -> meridian.v1.LabelSelector
+	7,  // 15: meridian.v1.ClusterAffinityTerm.field_selector:type_name -> meridian.v1.FieldSelector
+	28, // 16: meridian.v1.FieldSelector.match_expressions:type_name -> meridian.v1.LabelSelectorRequirement
+	10, // 17: meridian.v1.ReplicaSchedulingStrategy.weight_preference:type_name -> meridian.v1.ClusterPreferences
+	15, // 18: meridian.v1.ClusterPreferences.static_weight_list:type_name -> meridian.v1.StaticClusterWeight
+	11, // 19: meridian.v1.ClusterPreferences.hierarchical_weights:type_name -> meridian.v1.HierarchicalWeights
+	12, // 20: meridian.v1.HierarchicalWeights.regions:type_name -> meridian.v1.RegionWeight
+	13, // 21: meridian.v1.RegionWeight.datacenters:type_name -> meridian.v1.DatacenterWeight
+	14, // 22: meridian.v1.DatacenterWeight.clusters:type_name -> meridian.v1.ClusterWeight
+	5,  // 23: meridian.v1.StaticClusterWeight.target_cluster:type_name -> meridian.v1.ClusterAffinity
+	25, // 24: meridian.v1.OverridePolicy.metadata:type_name -> meridian.v1.ObjectMeta
+	17, // 25: meridian.v1.OverridePolicy.spec:type_name -> meridian.v1.OverrideSpec
+	3,  // 26: meridian.v1.OverrideSpec.resource_selectors:type_name -> meridian.v1.ResourceSelector
+	18, // 27: meridian.v1.OverrideSpec.override_rules:type_name -> meridian.v1.RuleWithCluster
+	5,  // 28: meridian.v1.RuleWithCluster.target_cluster:type_name -> meridian.v1.ClusterAffinity
+	19, // 29: meridian.v1.RuleWithCluster.overriders:type_name -> meridian.v1.Overriders
+	20, // 30: meridian.v1.Overriders.image_overrider:type_name -> meridian.v1.ImageOverrider
+	21, // 31: meridian.v1.Overriders.command_overrider:type_name -> meridian.v1.CommandArgsOverrider
+	21, // 32: meridian.v1.Overriders.args_overrider:type_name -> meridian.v1.CommandArgsOverrider
+	22, // 33: meridian.v1.Overriders.labels_overrider:type_name -> meridian.v1.LabelAnnotationOverrider
+	22, // 34: meridian.v1.Overriders.annotations_overrider:type_name -> meridian.v1.LabelAnnotationOverrider
+	23, // 35: meridian.v1.Overriders.env_overrider:type_name -> meridian.v1.EnvOverrider
+	24, // 36: meridian.v1.LabelAnnotationOverrider.value:type_name -> meridian.v1.LabelAnnotationOverrider.ValueEntry
+	29, // 37: meridian.v1.EnvOverrider.value:type_name -> meridian.v1.EnvVar
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_policy_proto_init() }
@@ -1458,14 +1794,14 @@ func file_meridian_v1_policy_proto_init() {
 	}
 	file_meridian_v1_meta_proto_init()
 	file_meridian_v1_pod_proto_init()
-	file_meridian_v1_policy_proto_msgTypes[14].OneofWrappers = []any{}
+	file_meridian_v1_policy_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_policy_proto_rawDesc), len(file_meridian_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -101,6 +101,8 @@ func validateKind(obj resource.Object) field.ErrorList {
 		return validateNodeSpec(o.GetSpec(), specPath)
 	case *meridianv1.PropagationPolicy:
 		return validatePropagationSpec(o.GetSpec(), specPath)
+	case *meridianv1.ClusterPropagationPolicy:
+		return validatePropagationSpec(o.GetSpec(), specPath)
 	case *meridianv1.OverridePolicy:
 		return validateOverrideSpec(o.GetSpec(), specPath)
 	case *meridianv1.Event:
