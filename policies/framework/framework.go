@@ -344,3 +344,20 @@ type FailoverPlugin interface {
 	Plugin
 	Failover(ctx context.Context, s *Snapshot, failed []string, proposed []Target) (FailoverDecision, *Status)
 }
+
+// BatchFilterPlugin is a FilterPlugin that can judge every cluster in one
+// call; the engine prefers it when a plugin has it (an out-of-process
+// plugin pays one round trip per workload instead of one per cluster).
+// The statuses are in the order of clusters.
+type BatchFilterPlugin interface {
+	FilterPlugin
+	FilterAll(ctx context.Context, s *Snapshot, clusters []*Cluster) []*Status
+}
+
+// BatchScorePlugin is a ScorePlugin that can score every cluster in one
+// call, as BatchFilterPlugin. The scores are in the order of clusters; a
+// rejecting status fails the whole call (every cluster scores 0).
+type BatchScorePlugin interface {
+	ScorePlugin
+	ScoreAll(ctx context.Context, s *Snapshot, clusters []*Cluster) ([]int64, *Status)
+}
