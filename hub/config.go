@@ -4,15 +4,19 @@
 package hub
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meridian-fed/meridian/proto/meridian/gossip"
 )
@@ -80,8 +84,45 @@ type Config struct {
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `mapstructure:"log-level"`
 
+	// Plugins are the out-of-process placement plugins to load (config
+	// file only): see docs/plugins.md.
+	Plugins []PluginConfig `mapstructure:"-" json:"plugins"`
+	// Placement is the order of the placement pipeline (config file only);
+	// empty lists keep the defaults (see docs/placement.md).
+	Placement PlacementConfig `mapstructure:"-" json:"placement"`
+
 	// etcdTiming shortens etcd's election for tests; zero keeps production values.
 	EtcdTickMs, EtcdElectionMs uint `mapstructure:"-"`
+}
+
+// PluginConfig is one out-of-process plugin.
+type PluginConfig struct {
+	// Name is how the pipeline (placement.filters, .scorers) names it.
+	Name string `json:"name"`
+	// Path is the plugin's executable.
+	Path string `json:"path"`
+	// SHA256 pins the executable: a file with another hash is refused.
+	SHA256 string `json:"sha256"`
+	// Timeout bounds every call, e.g. "250ms" (default 250ms).
+	Timeout string `json:"timeout,omitempty"`
+	// FailureMode is fail-open (a failed call lets the cluster through) or
+	// fail-closed (it keeps the cluster out); default fail-closed.
+	FailureMode string `json:"failureMode,omitempty"`
+	// Config is handed to the plugin (as JSON) when it starts.
+	Config json.RawMessage `json:"config,omitempty"`
+}
+
+// PlacementConfig orders the placement pipeline by plugin name.
+type PlacementConfig struct {
+	Filters []string                `mapstructure:"filters"`
+	Scorers []PlacementScorerConfig `mapstructure:"scorers"`
+	Divide  []string                `mapstructure:"divide"`
+}
+
+// PlacementScorerConfig is one scorer and the weight of its score.
+type PlacementScorerConfig struct {
+	Name   string `json:"name"`
+	Weight int64  `json:"weight"`
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -216,4 +257,35 @@ func checkURL(s string) error {
 		return fmt.Errorf("%q has no host:port", s)
 	}
 	return nil
+}
+
+// ReadPipeline reads the plugins and placement sections of a hub config
+// file (the rest of the file is flags, read elsewhere). Their fields are
+// checked strictly: an unknown one is an error naming it.
+func ReadPipeline(path string) ([]PluginConfig, PlacementConfig, error) {
+	var none PlacementConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, none, fmt.Errorf("config file %s: %w", path, err)
+	}
+	var top map[string]json.RawMessage
+	if err := yaml.Unmarshal(data, &top); err != nil {
+		return nil, none, fmt.Errorf("config file %s: %w", path, err)
+	}
+	var (
+		plugins []PluginConfig
+		pl      PlacementConfig
+	)
+	for key, into := range map[string]any{"plugins": &plugins, "placement": &pl} {
+		raw, ok := top[key]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(into); err != nil {
+			return nil, none, fmt.Errorf("config file %s: %s: %w", path, key, err)
+		}
+	}
+	return plugins, pl, nil
 }

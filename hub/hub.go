@@ -38,6 +38,7 @@ type Hub struct {
 	sec   *security
 	fed   *federation.Federation
 	gsp   *gossip.Gossip // nil without gossip-listen
+	pipe  *pipeline      // placement engine and plugins
 	hubID string
 
 	cancel context.CancelFunc // stops the federation's goroutines
@@ -110,9 +111,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 			return nil, err
 		}
 	}
+	if h.pipe, err = startPipeline(cfg, reg, log); err != nil {
+		return nil, err
+	}
 	fcfg := federation.Config{
 		Store: h.store, CA: h.sec.ca, Tokens: h.sec.tokens, HubID: h.hubID, Version: version.Version,
-		HeartbeatTimeout: cfg.HeartbeatTimeout, Registry: reg, Log: log,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, Placement: h.pipe.engine, Registry: reg, Log: log,
 	}
 	if h.gsp != nil {
 		fcfg.Gossip = h.gsp
@@ -136,6 +140,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		StreamInterceptors: []grpc.StreamServerInterceptor{auth.Stream(), policy.Stream()},
 	}, apiserver.NewAdmin(h.store, log), func(s *grpc.Server) {
 		meridianv1.RegisterFederationServiceServer(s, h.fed)
+		meridianv1.RegisterPlacementServiceServer(s, h.pipe)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to start API server: %w", err)
@@ -232,6 +237,11 @@ func (h *Hub) Close() error {
 	if h.cli != nil {
 		if err := h.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("failed to close etcd client: %w", err))
+		}
+	}
+	if h.pipe != nil {
+		if err := h.pipe.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to stop plugins: %w", err))
 		}
 	}
 	if h.node != nil {

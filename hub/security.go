@@ -133,7 +133,8 @@ func loadAdminTokens(ctx context.Context, cli *clientv3.Client) ([]pki.AdminToke
 func authPolicy() (*pki.Policy, error) {
 	fed := "/" + meridianv1.FederationService_ServiceDesc.ServiceName + "/"
 	return pki.NewPolicy(map[string][]pki.Role{
-		"/" + meridianv1.AdminService_ServiceDesc.ServiceName + "/": {pki.RoleAdmin},
+		"/" + meridianv1.AdminService_ServiceDesc.ServiceName + "/":     {pki.RoleAdmin},
+		"/" + meridianv1.PlacementService_ServiceDesc.ServiceName + "/": {pki.RoleAdmin},
 		fed + "Sync":            {pki.RoleMember},
 		fed + "CreateJoinToken": {pki.RoleAdmin},
 		fed + "ListJoinTokens":  {pki.RoleAdmin},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -15,7 +16,10 @@ import (
 // in target, the file named by --config, MERIDIAN_* environment variables and
 // the command's flags. Every key is a flag name (data-dir, listen, ...), in
 // the file too, and a key nobody knows is an error rather than a silent no-op.
-func loadConfig(cmd *cobra.Command, configFile string, target any) error {
+// fileOnly names structured keys (lists of plugins...) that only a file
+// sets: they and their sub-keys are known, and left for the caller to read
+// (viper would fold the case of their map keys).
+func loadConfig(cmd *cobra.Command, configFile string, target any, fileOnly ...string) error {
 	v := viper.New()
 	v.SetEnvPrefix("MERIDIAN")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
@@ -42,7 +46,8 @@ func loadConfig(cmd *cobra.Command, configFile string, target any) error {
 		}
 		var unknown []string
 		for _, k := range v.AllKeys() {
-			if !known[k] {
+			top, _, _ := strings.Cut(k, ".")
+			if !known[k] && !slices.Contains(fileOnly, top) {
 				unknown = append(unknown, k)
 			}
 		}
@@ -64,6 +69,7 @@ func loadConfig(cmd *cobra.Command, configFile string, target any) error {
 	for k := range known {
 		settings[k] = v.Get(k)
 	}
+
 	dec, err := mapstructure.NewDecoder(dc)
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meridian-fed/meridian/hub/placement"
+	"github.com/meridian-fed/meridian/proto/meridian/federation"
 	"github.com/meridian-fed/meridian/proto/meridian/manifest"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
@@ -47,14 +49,21 @@ func newDescribeCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return describe(cmd.OutOrStdout(), kind, o, time.Now())
+			var binding *meridianv1.ResourceBinding
+			if kind.Namespaced && federation.Propagated(kind) {
+				// The hub's placement of it; a member has none.
+				if br, err := c.Get(ctx, &meridianv1.GetRequest{Kind: "ResourceBinding", Namespace: ns, Name: placement.BindingName(kind.Kind, args[1])}); err == nil {
+					binding = br.GetObject().GetResourceBinding()
+				}
+			}
+			return describe(cmd.OutOrStdout(), kind, o, binding, time.Now())
 		},
 	}
 }
 
 // describe prints an object for a person: its identity first, then its
 // desired and observed state as indented YAML.
-func describe(w io.Writer, kind *resource.Kind, o resource.Object, now time.Time) error {
+func describe(w io.Writer, kind *resource.Kind, o resource.Object, binding *meridianv1.ResourceBinding, now time.Time) error {
 	md := o.GetMetadata()
 	row := func(k, v string) { fmt.Fprintf(w, "%-18s%s\n", k+":", v) }
 	row("Name", md.GetName())
@@ -88,6 +97,9 @@ func describe(w io.Writer, kind *resource.Kind, o resource.Object, now time.Time
 		}
 		tw.Flush()
 	}
+	if binding != nil {
+		describePlacement(w, binding, now)
+	}
 	m, err := manifest.Encode(o)
 	if err != nil {
 		return err
@@ -109,6 +121,51 @@ func describe(w io.Writer, kind *resource.Kind, o resource.Object, now time.Time
 		}
 	}
 	return nil
+}
+
+// describePlacement prints the hub's placement of an object: the policy,
+// whether it is scheduled (or why not), the targets, and why the other
+// clusters were kept out.
+func describePlacement(w io.Writer, b *meridianv1.ResourceBinding, now time.Time) {
+	fmt.Fprintln(w, "Placement:")
+	policy := "<none: every cluster, duplicated>"
+	if p := b.GetSpec().GetPolicy(); p != nil {
+		policy = p.GetKind() + " " + p.GetName()
+		if p.GetNamespace() != "" {
+			policy = p.GetKind() + " " + p.GetNamespace() + "/" + p.GetName()
+		}
+	}
+	if a := b.GetSpec().GetAffinityName(); a != "" {
+		policy += " (cluster affinity " + a + ")"
+	}
+	fmt.Fprintf(w, "  %-12s%s\n", "Policy:", policy)
+	for _, c := range b.GetStatus().GetConditions() {
+		if c.GetType() != "Scheduled" {
+			continue
+		}
+		line := c.GetStatus()
+		if c.GetStatus() != "True" {
+			line += ", " + c.GetReason() + ": " + c.GetMessage()
+		}
+		if t := b.GetStatus().GetLastScheduledTime(); t != nil {
+			line += fmt.Sprintf(" (last placed %s ago)", shortDuration(now.Sub(t.AsTime())))
+		}
+		fmt.Fprintf(w, "  %-12s%s\n", "Scheduled:", line)
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	if len(b.GetSpec().GetClusters()) > 0 {
+		fmt.Fprintln(tw, "  TARGET\tREPLICAS")
+		for _, t := range b.GetSpec().GetClusters() {
+			fmt.Fprintf(tw, "  %s\t%d\n", t.GetName(), t.GetReplicas())
+		}
+	}
+	if vs := b.GetStatus().GetClusters(); len(vs) > 0 {
+		fmt.Fprintln(tw, "  KEPT OUT\tBY\tWHY")
+		for _, v := range vs {
+			fmt.Fprintf(tw, "  %s\t%s\t%s: %s\n", v.GetCluster(), v.GetPlugin(), v.GetCode(), v.GetReason())
+		}
+	}
+	tw.Flush()
 }
 
 func jsonIndent(v any) ([]byte, error) {

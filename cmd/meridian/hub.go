@@ -27,8 +27,14 @@ An external etcd:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := hub.DefaultConfig()
-			if err := loadConfig(cmd, configFile, &cfg); err != nil {
+			if err := loadConfig(cmd, configFile, &cfg, "plugins", "placement"); err != nil {
 				return err
+			}
+			if configFile != "" {
+				var err error
+				if cfg.Plugins, cfg.Placement, err = hub.ReadPipeline(configFile); err != nil {
+					return err
+				}
 			}
 			log := newLogger(cfg.LogLevel)
 			h, err := hub.Start(cmd.Context(), cfg, log)

@@ -56,6 +56,7 @@ func newRootCommand() *cobra.Command {
 		newCordonCommand(cf, true),
 		newCordonCommand(cf, false),
 		newTaintCommand(cf),
+		newPluginCommand(cf),
 		newGossipCommand(),
 		newVersionCommand(),
 	)

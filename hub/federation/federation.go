@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/proto/meridian/gossip"
 	"github.com/meridian-fed/meridian/proto/meridian/pki"
@@ -50,6 +51,8 @@ type Config struct {
 	// Gossip, if set, is the hub node's gossip view; without it health
 	// uses the stream alone.
 	Gossip GossipView
+	// Placement is the placement engine (required).
+	Placement *placement.Engine
 	// Registry receives metrics (optional).
 	Registry prometheus.Registerer
 	Log      *slog.Logger
@@ -65,6 +68,8 @@ type GossipView interface {
 var (
 	clusterKind   = resource.MustLookup("Cluster")
 	workKind      = resource.MustLookup("Work")
+	bindingKind   = resource.MustLookup("ResourceBinding")
+	overrideKind  = resource.MustLookup("OverridePolicy")
 	namespaceKind = resource.MustLookup("Namespace")
 )
 
@@ -77,6 +82,7 @@ type Federation struct {
 	store   storage.Interface
 	log     *slog.Logger
 	metrics *metrics
+	pmet    *placement.Metrics
 	status  *statusWriter
 
 	namespaces sync.Map // works namespaces known to exist
@@ -98,6 +104,9 @@ func New(cfg Config) (*Federation, error) {
 	if cfg.HubID == "" {
 		return nil, errors.New("federation: HubID is required")
 	}
+	if cfg.Placement == nil {
+		return nil, errors.New("federation: Placement is required")
+	}
 	if cfg.HeartbeatTimeout <= 0 {
 		cfg.HeartbeatTimeout = 15 * time.Second
 	}
@@ -117,8 +126,12 @@ func New(cfg Config) (*Federation, error) {
 	if err != nil {
 		return nil, err
 	}
+	pm, err := placement.NewMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	f := &Federation{
-		cfg: cfg, store: cfg.Store, log: cfg.Log, metrics: m,
+		cfg: cfg, store: cfg.Store, log: cfg.Log, metrics: m, pmet: pm,
 		streams: map[string]*memberStream{}, acked: map[string]int64{}, ackCh: make(chan struct{}),
 	}
 	f.status = newStatusWriter(f)
@@ -129,16 +142,23 @@ func New(cfg Config) (*Federation, error) {
 // writer) until ctx ends.
 func (f *Federation) Serve(ctx context.Context) { f.status.run(ctx) }
 
-// Run runs the controllers — works, status aggregation, cluster health —
-// until ctx ends. Only the hub leader runs them.
+// Run runs the controllers — placement, works, status aggregation,
+// cluster health — until ctx ends. Only the hub leader runs them.
 func (f *Federation) Run(ctx context.Context) {
 	inf := controller.NewInformerSet(f.store, f.log)
 	rec := controller.NewRecorder(f.store, "hub", f.log)
-	works := newWorkController(f, inf)
+	places, err := placement.NewController(placement.ControllerConfig{
+		Engine: f.cfg.Placement, Store: f.store, Informers: inf, Recorder: rec, Metrics: f.pmet, Log: f.log,
+	})
+	if err != nil {
+		f.log.Error("cannot run placement", "err", err) // only a missing input: New checked them
+		return
+	}
+	works := newWorkController(f, inf, rec)
 	agg := newAggregator(f, inf)
 	health := newHealthController(f, inf, rec)
 	var wg sync.WaitGroup
-	for _, r := range []func(context.Context){inf.Run, works.run, agg.run, health.run} {
+	for _, r := range []func(context.Context){inf.Run, places.Run, works.run, agg.run, health.run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -11,7 +11,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/member/controller"
+	"github.com/meridian-fed/meridian/policies/override"
 	"github.com/meridian-fed/meridian/proto/meridian/federation"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	"github.com/meridian-fed/meridian/proto/meridian/storage"
@@ -19,18 +21,24 @@ import (
 )
 
 // workController keeps one Work per (propagated object, cluster the object
-// goes to). Until placement policies exist, every object goes to every
-// cluster (duplicated): see eligible.
+// goes to). Where a namespaced object goes, and with how many replicas, is
+// its ResourceBinding (the placement controller's decision); Namespaces go
+// to every cluster. Each Work is the object as the binding and the
+// OverridePolicies make it for that cluster.
 type workController struct {
-	f        *Federation
-	inf      *controller.InformerSet
-	clusters *controller.Informer
-	works    *controller.Informer
-	ctrl     *controller.Controller
+	f         *Federation
+	inf       *controller.InformerSet
+	clusters  *controller.Informer
+	works     *controller.Informer
+	bindings  *controller.Informer
+	overrides *controller.Informer
+	rec       *controller.Recorder
+	ctrl      *controller.Controller
 }
 
-func newWorkController(f *Federation, inf *controller.InformerSet) *workController {
-	c := &workController{f: f, inf: inf, clusters: inf.For(clusterKind), works: inf.For(workKind)}
+func newWorkController(f *Federation, inf *controller.InformerSet, rec *controller.Recorder) *workController {
+	c := &workController{f: f, inf: inf, clusters: inf.For(clusterKind), works: inf.For(workKind),
+		bindings: inf.For(bindingKind), overrides: inf.For(overrideKind), rec: rec}
 	c.ctrl = controller.New("works", 4, c.sync, f.log)
 	for _, k := range federation.PropagatedKinds() {
 		inf.For(k).AddHandler(controller.Handler{
@@ -53,6 +61,28 @@ func newWorkController(f *Federation, inf *controller.InformerSet) *workControll
 			c.enqueueAll()
 		},
 	})
+	// A new placement moves the object.
+	enqueueBound := func(o resource.Object) {
+		if r := o.(*meridianv1.ResourceBinding).GetSpec().GetResource(); r != nil {
+			c.ctrl.Queue.Add(sourceKey(r.GetKind(), r.GetNamespace(), r.GetName()))
+		}
+	}
+	c.bindings.AddHandler(controller.Handler{
+		OnAdd: enqueueBound,
+		OnUpdate: func(old, o resource.Object) {
+			if !proto.Equal(old.(*meridianv1.ResourceBinding).GetSpec(), o.(*meridianv1.ResourceBinding).GetSpec()) {
+				enqueueBound(o)
+			}
+		},
+		OnDelete: enqueueBound,
+	})
+	// An OverridePolicy changes the Works of its namespace's objects.
+	overridden := func(o resource.Object) { c.enqueueNamespace(o.GetMetadata().GetNamespace()) }
+	c.overrides.AddHandler(controller.Handler{
+		OnAdd:    overridden,
+		OnUpdate: func(_, o resource.Object) { overridden(o) },
+		OnDelete: overridden,
+	})
 	// A Work changed or deleted by hand is put back.
 	c.works.AddHandler(controller.Handler{
 		OnUpdate: func(old, o resource.Object) {
@@ -68,6 +98,17 @@ func newWorkController(f *Federation, inf *controller.InformerSet) *workControll
 func (c *workController) enqueueSourceOf(o resource.Object) {
 	if src := o.(*meridianv1.Work).GetSpec().GetSource(); src != nil {
 		c.ctrl.Queue.Add(sourceKey(src.GetKind(), src.GetNamespace(), src.GetName()))
+	}
+}
+
+func (c *workController) enqueueNamespace(ns string) {
+	for _, k := range federation.PropagatedKinds() {
+		if !k.Namespaced {
+			continue
+		}
+		for _, o := range c.inf.For(k).List(ns, nil) {
+			c.ctrl.Queue.Add(sourceKeyOf(o))
+		}
 	}
 }
 
@@ -127,30 +168,30 @@ func (c *workController) sync(ctx context.Context, key string) error {
 	}
 	// Works of clusters that no longer exist are deleted with the
 	// cluster's namespace; nothing to do for them here.
-	want := map[string]bool{}
+	want := map[string]*meridianv1.TargetCluster{}
 	if exists {
-		for _, o := range c.clusters.List("", nil) {
-			cl := o.(*meridianv1.Cluster)
-			if eligible(k, cl, have[cl.GetMetadata().GetName()] != nil) {
-				want[cl.GetMetadata().GetName()] = true
-			}
-		}
+		want = c.targets(k, obj)
 	}
 	names := make([]string, 0, len(want))
 	for cn := range want {
 		names = append(names, cn)
 	}
 	sort.Strings(names)
+	var overrides []*meridianv1.OverridePolicy
+	if exists && k.Namespaced {
+		overrides = c.overridesFor(obj)
+	}
 	// The clusters' Works are written concurrently: each is one etcd
 	// round trip, and the slowest, not their sum, should bound the time
 	// from apply to the members.
 	errc := make(chan error, len(names))
 	var wg sync.WaitGroup
 	for _, cn := range names {
-		w, err := newWork(obj, k, cn)
+		w, err := c.buildWork(ctx, obj, k, want[cn], overrides)
 		if err != nil {
 			c.f.log.Error("cannot make a work", "object", key, "cluster", cn, "err", err)
-			return nil
+			c.event(ctx, obj, controller.EventWarning, ReasonOverrideFailed, "Work for cluster %s left as it was: %v", cn, err)
+			continue
 		}
 		if old := have[cn]; old != nil && proto.Equal(old.GetSpec(), w.GetSpec()) && labelsEqual(old, w) {
 			continue
@@ -175,7 +216,7 @@ func (c *workController) sync(ctx context.Context, key string) error {
 		errs = append(errs, err)
 	}
 	for cn, w := range have {
-		if want[cn] {
+		if want[cn] != nil {
 			continue
 		}
 		_, err := c.f.store.Delete(ctx, workKind, w.GetMetadata().GetNamespace(), w.GetMetadata().GetName(), "")
@@ -190,24 +231,87 @@ func labelsEqual(a, b *meridianv1.Work) bool {
 	return labels.Equals(a.GetMetadata().GetLabels(), b.GetMetadata().GetLabels())
 }
 
-// eligible decides whether a cluster gets (or keeps) an object. Until
-// placement policies land, every cluster gets everything, except that a
-// cordoned cluster (spec.unschedulable) or one with a NoSchedule taint
-// gets no new workloads, and a NoExecute taint removes them.
-func eligible(k *resource.Kind, cl *meridianv1.Cluster, has bool) bool {
-	if !federation.IsWorkload(k) {
-		return true
+// ReasonOverrideFailed is the event of an object whose OverridePolicies
+// could not be applied for a cluster (that cluster's Work is left as it
+// was).
+const ReasonOverrideFailed = "OverrideFailed"
+
+// targets is where obj goes: every cluster for a Namespace, else its
+// ResourceBinding's clusters (none until it is placed).
+func (c *workController) targets(k *resource.Kind, obj resource.Object) map[string]*meridianv1.TargetCluster {
+	want := map[string]*meridianv1.TargetCluster{}
+	md := obj.GetMetadata()
+	if !k.Namespaced {
+		for _, cl := range c.clusters.List("", nil) {
+			want[cl.GetMetadata().GetName()] = &meridianv1.TargetCluster{Name: cl.GetMetadata().GetName()}
+		}
+		return want
 	}
-	noSchedule := cl.GetSpec().GetUnschedulable()
-	for _, t := range cl.GetSpec().GetTaints() {
-		switch t.GetEffect() {
-		case "NoExecute":
-			return false
-		case "NoSchedule":
-			noSchedule = true
+	o, ok := c.bindings.Get(md.GetNamespace(), placement.BindingName(k.Kind, md.GetName()))
+	if !ok {
+		return want
+	}
+	b := o.(*meridianv1.ResourceBinding)
+	if b.GetSpec().GetResource().GetUid() != md.GetUid() {
+		return want // the binding of an earlier object of that name
+	}
+	for _, t := range b.GetSpec().GetClusters() {
+		if _, known := c.clusters.Get("", t.GetName()); known {
+			want[t.GetName()] = t
 		}
 	}
-	return has || !noSchedule
+	return want
+}
+
+// overridesFor is the OverridePolicies that select obj, in the order they
+// apply.
+func (c *workController) overridesFor(obj resource.Object) []*meridianv1.OverridePolicy {
+	objs := c.overrides.List(obj.GetMetadata().GetNamespace(), nil)
+	if len(objs) == 0 {
+		return nil
+	}
+	all := make([]*meridianv1.OverridePolicy, len(objs))
+	for i, o := range objs {
+		all[i] = o.(*meridianv1.OverridePolicy)
+	}
+	return override.Select(all, obj)
+}
+
+// buildWork is the Work that hands obj to target's cluster: the object
+// with the replicas placement gave that cluster, then the overrides for it.
+func (c *workController) buildWork(ctx context.Context, obj resource.Object, k *resource.Kind, target *meridianv1.TargetCluster, overrides []*meridianv1.OverridePolicy) (*meridianv1.Work, error) {
+	out := obj
+	if federation.IsWorkload(k) {
+		out = proto.Clone(obj).(resource.Object)
+		r := target.GetReplicas()
+		switch o := out.(type) {
+		case *meridianv1.Deployment:
+			if o.Spec != nil {
+				o.Spec.Replicas = &r
+			}
+		case *meridianv1.StatefulSet:
+			if o.Spec != nil {
+				o.Spec.Replicas = &r
+			}
+		}
+	}
+	if len(overrides) > 0 {
+		cl, ok := c.clusters.Get("", target.GetName())
+		if !ok {
+			return nil, fmt.Errorf("cluster %s is gone", target.GetName())
+		}
+		var err error
+		if out, _, err = override.Apply(out, overrides, placement.ClusterInfo(cl.(*meridianv1.Cluster))); err != nil {
+			return nil, err
+		}
+	}
+	return newWork(out, k, target.GetName())
+}
+
+func (c *workController) event(ctx context.Context, obj resource.Object, typ, reason, format string, args ...any) {
+	if c.rec != nil {
+		c.rec.Eventf(ctx, obj, typ, reason, format, args...)
+	}
 }
 
 // newWork is the Work that hands obj to cluster: the object's desired state

@@ -38,8 +38,8 @@ type federation struct {
 }
 
 // startFederation starts a hub with gossip (the dev profile) and
-// a short heartbeat timeout.
-func startFederation(t testing.TB) *federation {
+// a short heartbeat timeout; extra flags go last.
+func startFederation(t testing.TB, extra ...string) *federation {
 	t.Helper()
 	key, err := gossip.GenerateKey()
 	if err != nil {
@@ -48,6 +48,7 @@ func startFederation(t testing.TB) *federation {
 	f := &federation{t: t, hubDir: t.TempDir(), gossipKey: key, hubGossip: "127.0.0.1:" + freePort(t), members: map[string]*memberProcess{}}
 	f.hubArgs = []string{"--gossip-listen", f.hubGossip, "--gossip-key", key, "--gossip-profile", "dev", "--heartbeat-timeout", "3s",
 		"--region", "region-a", "--datacenter", "dc-a1"}
+	f.hubArgs = append(f.hubArgs, extra...)
 	f.hub = startHubProcess(t, f.hubDir, f.hubArgs...)
 	return f
 }

@@ -216,3 +216,30 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDocExamples decodes and validates the examples the docs tell users
+// to apply.
+func TestDocExamples(t *testing.T) {
+	dir := filepath.Join(testdata, "..", "..", "docs", "examples")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if e.IsDir() || !isManifestName(e.Name()) {
+			continue
+		}
+		n++
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decode(data, e.Name()); err != nil { // decoding validates
+			t.Errorf("%s: %v", e.Name(), err)
+		}
+	}
+	if n < 2 {
+		t.Fatalf("found %d examples in %s", n, dir)
+	}
+}

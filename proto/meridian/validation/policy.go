@@ -172,6 +172,13 @@ func validateReplicaScheduling(rs *meridianv1.ReplicaSchedulingStrategy, fldPath
 	if wp.GetDynamicWeight() != "" && len(wp.GetStaticWeightList()) > 0 {
 		errs = append(errs, field.Forbidden(p.Child("dynamicWeight"), "may not be set together with `staticWeightList`"))
 	}
+	if hw := wp.GetHierarchicalWeights(); hw != nil {
+		hp := p.Child("hierarchicalWeights")
+		if wp.GetDynamicWeight() != "" || len(wp.GetStaticWeightList()) > 0 {
+			errs = append(errs, field.Forbidden(hp, "may not be set together with `staticWeightList` or `dynamicWeight`"))
+		}
+		errs = append(errs, validateHierarchicalWeights(hw, hp)...)
+	}
 	for i, w := range wp.GetStaticWeightList() {
 		wpath := p.Child("staticWeightList").Index(i)
 		if w.GetWeight() <= 0 {
@@ -181,6 +188,45 @@ func validateReplicaScheduling(rs *meridianv1.ReplicaSchedulingStrategy, fldPath
 			errs = append(errs, validateClusterAffinity(t.GetLabelSelector(), t.GetFieldSelector(), t.GetClusterNames(), t.GetExclude(), wpath.Child("targetCluster"))...)
 		} else {
 			errs = append(errs, field.Required(wpath.Child("targetCluster"), ""))
+		}
+	}
+	return errs
+}
+
+// validateHierarchicalWeights checks region → datacenter → cluster
+// weights: names are unique at each level and valid, weights are not
+// negative (0 keeps a group out; unlisted groups weigh 1).
+func validateHierarchicalWeights(hw *meridianv1.HierarchicalWeights, fldPath *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	level := func(p *field.Path, name string, weight int64, seen map[string]bool) {
+		switch {
+		case name == "":
+			errs = append(errs, field.Required(p.Child("name"), ""))
+		case seen[name]:
+			errs = append(errs, field.Duplicate(p.Child("name"), name))
+		default:
+			errs = append(errs, checkName(p.Child("name"), name, dns1123Subdomain)...)
+		}
+		seen[name] = true
+		if weight < 0 {
+			errs = append(errs, field.Invalid(p.Child("weight"), weight, "must not be negative (0 keeps it out)"))
+		}
+	}
+	if len(hw.GetRegions()) == 0 {
+		errs = append(errs, field.Required(fldPath.Child("regions"), "at least one region"))
+	}
+	regions := map[string]bool{}
+	for i, r := range hw.GetRegions() {
+		rp := fldPath.Child("regions").Index(i)
+		level(rp, r.GetName(), r.GetWeight(), regions)
+		dcs := map[string]bool{}
+		for j, d := range r.GetDatacenters() {
+			dp := rp.Child("datacenters").Index(j)
+			level(dp, d.GetName(), d.GetWeight(), dcs)
+			cls := map[string]bool{}
+			for k, c := range d.GetClusters() {
+				level(dp.Child("clusters").Index(k), c.GetName(), c.GetWeight(), cls)
+			}
 		}
 	}
 	return errs
