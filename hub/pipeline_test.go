@@ -44,7 +44,7 @@ placement:
 		t.Errorf("placement %+v", pl)
 	}
 	for body, want := range map[string]string{
-		"plugins:\n- name: x\n  sha: abc\n":       `plugins: json: unknown field "sha"`,
+		"plugins:\n- name: x\n  sha: abc\n":         `plugins: json: unknown field "sha"`,
 		"placement:\n  filter: [ClusterAffinity]\n": `placement: json: unknown field "filter"`,
 	} {
 		if _, _, err := ReadPipeline(write(body)); err == nil || !strings.Contains(err.Error(), want) {
