@@ -64,8 +64,8 @@ encrypted. The client context "dev" is written so that every other command
 works without flags. Data lives in --dir, which the next run reuses; logs are
 in --dir/logs. Ctrl-C stops everything (members stop their pods first).
 
-Until placement policies land, every workload goes to every member
-(duplicated).`,
+A workload no policy selects goes to every member (duplicated);
+docs/examples/spread.yaml divides one with a PropagationPolicy.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDev(cmd.Context(), cmd.OutOrStdout(), cf, o)
@@ -461,12 +461,14 @@ Meridian dev federation is up: a hub and three members, two regions.
   data and logs       %s   (the next run reuses it)
   client context      "dev" in %s
 
-Try it in another terminal (every workload goes to every member until placement lands):
+Try it in another terminal:
   go run ./cmd/meridian get clusters -o wide
   go run ./cmd/meridian apply -f docs/examples/hello.yaml
   go run ./cmd/meridian get deploy -n hello            # READY is ready/desired over the federation
   go run ./cmd/meridian describe deploy hello -n hello # per cluster
   go run ./cmd/meridian --cluster dc-a1 get pods -n hello -o wide
+  go run ./cmd/meridian apply -f docs/examples/spread.yaml   # 6 replicas divided 3/1/2 by policy
+  go run ./cmd/meridian describe deploy web -n spread        # the placement and why
   go run ./cmd/meridian cordon dc-b1 ; go run ./cmd/meridian taint dc-b1 maintenance=true:NoExecute
 
 Ctrl-C stops everything.

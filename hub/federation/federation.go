@@ -1,9 +1,10 @@
 // Package federation is the hub's side of the federation: the Join RPC and
 // join tokens, one Sync stream per member (snapshot or changes since the
-// member's revision, acks, flow control), the controllers that turn hub
-// objects into Works (every object to every cluster until placement
-// policies land) and fold the members' reports back into the workloads'
-// status, and cluster health (gossip combined with the stream heartbeat).
+// member's revision, acks, flow control), the controllers that place hub
+// objects (hub/placement) and turn them into Works (from each object's
+// ResourceBinding, with its OverridePolicies), fold the members' reports
+// back into the workloads' status, and cluster health (gossip combined
+// with the stream heartbeat).
 //
 // The protocol is described in docs/federation.md.
 package federation

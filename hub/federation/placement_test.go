@@ -106,6 +106,42 @@ spec:
 		return len(got) == 3, strings.Join(got, ",")
 	})
 
+	// Config goes everywhere, unless a policy says otherwise.
+	// The policy is stored first (as `meridian apply` orders them); the
+	// secret must never reach region-a, even before the caches catch up.
+	f.apply(`apiVersion: meridian.io/v1
+kind: ClusterPropagationPolicy
+metadata: {name: secrets-to-b}
+spec:
+  resourceSelectors: [{apiVersion: v1, kind: Secret, name: only-b}]
+  placement:
+    clusterAffinity: {fieldSelector: {matchExpressions: [{key: region, operator: In, values: [region-b]}]}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: everywhere, namespace: demo}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: only-b, namespace: demo}
+stringData: {k: v}
+`)
+	eventually(t, "the config map on every member and the secret on dc-b1", func() (bool, string) {
+		var got []string
+		for n, m := range members {
+			if _, err := memberGet(m, "configmap", "demo", "everywhere"); err == nil {
+				got = append(got, "cm@"+n)
+			}
+		}
+		_, err := memberGet(members["dc-b1"], "secret", "demo", "only-b")
+		return len(got) == 3 && err == nil, fmt.Sprint(got, err)
+	})
+	for _, n := range []string{"dc-a1", "dc-a2"} {
+		if _, err := memberGet(members[n], "secret", "demo", "only-b"); err == nil {
+			t.Errorf("%s got the secret its policy keeps in region-b", n)
+		}
+	}
+
 	// A policy nothing fits says why, and leaves what runs alone.
 	f.apply(`apiVersion: meridian.io/v1
 kind: PropagationPolicy

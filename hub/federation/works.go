@@ -32,13 +32,15 @@ type workController struct {
 	works     *controller.Informer
 	bindings  *controller.Informer
 	overrides *controller.Informer
+	pps, cpps *controller.Informer // which config a policy takes out of "everywhere"
 	rec       *controller.Recorder
 	ctrl      *controller.Controller
 }
 
 func newWorkController(f *Federation, inf *controller.InformerSet, rec *controller.Recorder) *workController {
 	c := &workController{f: f, inf: inf, clusters: inf.For(clusterKind), works: inf.For(workKind),
-		bindings: inf.For(bindingKind), overrides: inf.For(overrideKind), rec: rec}
+		bindings: inf.For(bindingKind), overrides: inf.For(overrideKind),
+		pps: inf.For(resource.MustLookup("PropagationPolicy")), cpps: inf.For(resource.MustLookup("ClusterPropagationPolicy")), rec: rec}
 	c.ctrl = controller.New("works", 4, c.sync, f.log)
 	for _, k := range federation.PropagatedKinds() {
 		inf.For(k).AddHandler(controller.Handler{
@@ -170,7 +172,10 @@ func (c *workController) sync(ctx context.Context, key string) error {
 	// cluster's namespace; nothing to do for them here.
 	want := map[string]*meridianv1.TargetCluster{}
 	if exists {
-		want = c.targets(k, obj)
+		var decided bool
+		if want, decided, err = c.targets(ctx, k, obj); err != nil || !decided {
+			return err // not placed yet: the binding's arrival brings it back
+		}
 	}
 	names := make([]string, 0, len(want))
 	for cn := range want {
@@ -236,31 +241,61 @@ func labelsEqual(a, b *meridianv1.Work) bool {
 // was).
 const ReasonOverrideFailed = "OverrideFailed"
 
-// targets is where obj goes: every cluster for a Namespace, else its
-// ResourceBinding's clusters (none until it is placed).
-func (c *workController) targets(k *resource.Kind, obj resource.Object) map[string]*meridianv1.TargetCluster {
-	want := map[string]*meridianv1.TargetCluster{}
+// targets is where obj goes: every cluster for a Namespace, and for an
+// object that is not a workload and that no policy selects; else its
+// ResourceBinding's clusters. decided is false while the object waits for
+// its binding: its Works are left as they are until it comes.
+func (c *workController) targets(ctx context.Context, k *resource.Kind, obj resource.Object) (want map[string]*meridianv1.TargetCluster, decided bool, err error) {
+	want = map[string]*meridianv1.TargetCluster{}
 	md := obj.GetMetadata()
-	if !k.Namespaced {
+	everywhere := !k.Namespaced
+	if !everywhere && !federation.IsWorkload(k) && placement.SelectPolicy(obj, placement.Policies(c.pps, c.cpps, md.GetNamespace())) == nil {
+		// The caches say no policy selects it; a policy created just
+		// before it may not have reached them yet, and config a policy
+		// keeps somewhere (a Secret kept in a jurisdiction) must not leak
+		// elsewhere meanwhile: ask the store, one read.
+		if everywhere, err = c.noPolicyInStore(ctx, obj); err != nil {
+			return nil, false, err
+		}
+	}
+	if everywhere {
 		for _, cl := range c.clusters.List("", nil) {
 			want[cl.GetMetadata().GetName()] = &meridianv1.TargetCluster{Name: cl.GetMetadata().GetName()}
 		}
-		return want
+		return want, true, nil
 	}
 	o, ok := c.bindings.Get(md.GetNamespace(), placement.BindingName(k.Kind, md.GetName()))
 	if !ok {
-		return want
+		return nil, false, nil
 	}
 	b := o.(*meridianv1.ResourceBinding)
 	if b.GetSpec().GetResource().GetUid() != md.GetUid() {
-		return want // the binding of an earlier object of that name
+		return nil, false, nil // the binding of an earlier object of that name
 	}
 	for _, t := range b.GetSpec().GetClusters() {
 		if _, known := c.clusters.Get("", t.GetName()); known {
 			want[t.GetName()] = t
 		}
 	}
-	return want
+	return want, true, nil
+}
+
+// noPolicyInStore reports whether no policy in the store selects obj.
+func (c *workController) noPolicyInStore(ctx context.Context, obj resource.Object) (bool, error) {
+	var policies []*placement.Policy
+	for _, q := range []struct {
+		kind *resource.Kind
+		ns   string
+	}{{c.pps.Kind(), obj.GetMetadata().GetNamespace()}, {c.cpps.Kind(), ""}} {
+		objs, _, err := c.f.store.List(ctx, q.kind, q.ns, nil)
+		if err != nil {
+			return false, fmt.Errorf("failed to list %s: %w", q.kind.Plural, err)
+		}
+		for _, o := range objs {
+			policies = append(policies, placement.PolicyOf(o))
+		}
+	}
+	return placement.SelectPolicy(obj, policies) == nil, nil
 }
 
 // overridesFor is the OverridePolicies that select obj, in the order they

@@ -62,7 +62,7 @@ type ControllerConfig struct {
 }
 
 // Controller keeps one ResourceBinding per placed object (every namespaced
-// propagated object): it re-places an object whenever its spec, its
+// workload, and every other propagated object a policy selects): it re-places an object whenever its spec, its
 // policy, or the clusters change, steadily (as few replica moves as the
 // policy allows) unless the policy itself changed.
 type Controller struct {
@@ -271,12 +271,17 @@ func (c *Controller) Run(ctx context.Context) {
 }
 
 // policies lists every policy that may select an object of namespace ns.
-func (c *Controller) policies(ns string) []*Policy {
+func (c *Controller) policies(ns string) []*Policy { return Policies(c.pps, c.cpps, ns) }
+
+// Policies lists every policy in the PropagationPolicy and
+// ClusterPropagationPolicy caches that may select an object of namespace
+// ns.
+func Policies(pps, cpps *controller.Informer, ns string) []*Policy {
 	var out []*Policy
-	for _, o := range c.pps.List(ns, nil) {
+	for _, o := range pps.List(ns, nil) {
 		out = append(out, PolicyOf(o))
 	}
-	for _, o := range c.cpps.List("", nil) {
+	for _, o := range cpps.List("", nil) {
 		out = append(out, PolicyOf(o))
 	}
 	return out
@@ -338,13 +343,22 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 		snap.Fresh = !samePolicy(old, policy)
 	}
-	start := time.Now()
-	var res Result
 	if policy == nil && !federation.IsWorkload(k) {
-		res = everywhere(snap.Clusters) // config and services follow their workloads anywhere
-	} else {
-		res = c.cfg.Engine.Place(ctx, snap)
+		// Config and services no policy selects go everywhere, so that they
+		// are wherever their workloads land: the works controller sends
+		// them without waiting for a binding (one etcd write less between
+		// an apply and the members).
+		if old == nil {
+			return nil
+		}
+		_, err := c.cfg.Store.Delete(ctx, bindingKind, ns, bname, "")
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("failed to delete binding %s/%s: %w", ns, bname, err)
+		}
+		return nil
 	}
+	start := time.Now()
+	res := c.cfg.Engine.Place(ctx, snap)
 	c.metrics.latency.Observe(time.Since(start).Seconds())
 	next := c.binding(obj, k, w, policy, old, res)
 	changed, err := c.write(ctx, old, next)
@@ -365,16 +379,6 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		c.metrics.placements.WithLabelValues("unchanged").Inc()
 	}
 	return nil
-}
-
-// everywhere places on every cluster, with no replicas to divide.
-func everywhere(clusters []*framework.Cluster) Result {
-	res := Result{Verdicts: make([]Verdict, len(clusters))}
-	for i, cl := range clusters {
-		res.Targets = append(res.Targets, framework.Target{Cluster: cl.Name})
-		res.Verdicts[i] = Verdict{Cluster: cl.Name, Code: framework.Success}
-	}
-	return res
 }
 
 func samePolicy(b *meridianv1.ResourceBinding, p *Policy) bool {
