@@ -192,7 +192,7 @@ func (c *workController) sync(ctx context.Context, key string) error {
 	errc := make(chan error, len(names))
 	var wg sync.WaitGroup
 	for _, cn := range names {
-		w, err := c.buildWork(ctx, obj, k, want[cn], overrides)
+		w, err := c.buildWork(ctx, obj, k, want[cn], overrides, c.fencingEpoch(k, obj))
 		if err != nil {
 			c.f.log.Error("cannot make a work", "object", key, "cluster", cn, "err", err)
 			c.event(ctx, obj, controller.EventWarning, ReasonOverrideFailed, "Work for cluster %s left as it was: %v", cn, err)
@@ -298,6 +298,16 @@ func (c *workController) noPolicyInStore(ctx context.Context, obj resource.Objec
 	return placement.SelectPolicy(obj, policies) == nil, nil
 }
 
+// fencingEpoch is the fencing epoch of obj's binding (0 if none).
+func (c *workController) fencingEpoch(k *resource.Kind, obj resource.Object) int64 {
+	md := obj.GetMetadata()
+	o, ok := c.bindings.Get(md.GetNamespace(), placement.BindingName(k.Kind, md.GetName()))
+	if !ok || o.(*meridianv1.ResourceBinding).GetSpec().GetResource().GetUid() != md.GetUid() {
+		return 0
+	}
+	return o.(*meridianv1.ResourceBinding).GetSpec().GetFencingEpoch()
+}
+
 // overridesFor is the OverridePolicies that select obj, in the order they
 // apply.
 func (c *workController) overridesFor(obj resource.Object) []*meridianv1.OverridePolicy {
@@ -314,10 +324,13 @@ func (c *workController) overridesFor(obj resource.Object) []*meridianv1.Overrid
 
 // buildWork is the Work that hands obj to target's cluster: the object
 // with the replicas placement gave that cluster, then the overrides for it.
-func (c *workController) buildWork(ctx context.Context, obj resource.Object, k *resource.Kind, target *meridianv1.TargetCluster, overrides []*meridianv1.OverridePolicy) (*meridianv1.Work, error) {
+func (c *workController) buildWork(ctx context.Context, obj resource.Object, k *resource.Kind, target *meridianv1.TargetCluster, overrides []*meridianv1.OverridePolicy, epoch int64) (*meridianv1.Work, error) {
 	out := obj
 	if federation.IsWorkload(k) {
 		out = proto.Clone(obj).(resource.Object)
+		if epoch > 0 {
+			federation.SetFencingEpoch(out, epoch)
+		}
 		r := target.GetReplicas()
 		switch o := out.(type) {
 		case *meridianv1.Deployment:

@@ -39,6 +39,7 @@ const (
 	ReasonSuspect     = "cluster is suspect (missed heartbeats or gossip suspicion); it takes no new placements"
 	ReasonUnknown     = "cluster health is unknown (it has not reported yet); it takes no new placements"
 	ReasonCordoned    = "cluster is cordoned"
+	ReasonFailedOver  = "failover is moving workloads off the cluster"
 )
 
 // Plugin is the ClusterHealth filter. It holds no state: one Plugin serves
@@ -68,6 +69,9 @@ func (*Plugin) Name() string { return Name }
 func (*Plugin) Filter(_ context.Context, s *framework.Snapshot, c *framework.Cluster) *framework.Status {
 	if c == nil {
 		return framework.NewStatus(framework.Unschedulable, ReasonUnknown)
+	}
+	if s != nil && s.IsFailed(c.Name) {
+		return framework.NewStatus(framework.Unschedulable, ReasonFailedOver)
 	}
 	runs := kept(s, c)
 	switch c.Health {

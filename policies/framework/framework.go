@@ -219,6 +219,20 @@ type Snapshot struct {
 	// Fresh asks for a placement that ignores Previous (the policy
 	// changed): replicas go where the policy prefers, whatever moves.
 	Fresh bool
+	// Failed are clusters failover is moving the workload off: no filter
+	// keeps them, and their replicas go to the survivors (same datacenter,
+	// then same region, first).
+	Failed []string
+}
+
+// IsFailed reports whether failover is moving the workload off cluster.
+func (s *Snapshot) IsFailed(cluster string) bool {
+	for _, f := range s.Failed {
+		if f == cluster {
+			return true
+		}
+	}
+	return false
 }
 
 // PreviousReplicas returns the replicas the current placement gives cluster

@@ -10,6 +10,7 @@ package federation
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -144,4 +145,57 @@ func MemberObject(w *meridianv1.Work) (resource.Object, *resource.Kind, error) {
 // IsManagedByHub reports whether a member object is managed by the hub.
 func IsManagedByHub(obj resource.Object) bool {
 	return obj.GetMetadata().GetLabels()[LabelManagedBy] == ManagedByHub
+}
+
+// EnvFencingEpoch is the environment variable a singleton's containers get
+// their fencing epoch in: storage they write to can refuse a writer whose
+// epoch is older than one it has seen.
+const EnvFencingEpoch = "MERIDIAN_FENCING_EPOCH"
+
+// AnnotationSingleton marks a workload that must never run twice at once
+// (StatefulSets always are): failover fences it.
+const AnnotationSingleton = "meridian.io/singleton"
+
+// IsSingleton reports whether obj is fenced: a StatefulSet, or a workload
+// annotated meridian.io/singleton: "true".
+func IsSingleton(obj resource.Object) bool {
+	if _, ok := obj.(*meridianv1.StatefulSet); ok {
+		return true
+	}
+	return obj.GetMetadata().GetAnnotations()[AnnotationSingleton] == "true"
+}
+
+// SetFencingEpoch sets EnvFencingEpoch in every container (and init
+// container) of obj's pod template.
+func SetFencingEpoch(obj resource.Object, epoch int64) {
+	var spec *meridianv1.PodSpec
+	switch o := obj.(type) {
+	case *meridianv1.Deployment:
+		spec = o.GetSpec().GetTemplate().GetSpec()
+	case *meridianv1.StatefulSet:
+		spec = o.GetSpec().GetTemplate().GetSpec()
+	case *meridianv1.DaemonSet:
+		spec = o.GetSpec().GetTemplate().GetSpec()
+	case *meridianv1.Job:
+		spec = o.GetSpec().GetTemplate().GetSpec()
+	case *meridianv1.CronJob:
+		spec = o.GetSpec().GetJobTemplate().GetSpec().GetTemplate().GetSpec()
+	}
+	if spec == nil {
+		return
+	}
+	v := strconv.FormatInt(epoch, 10)
+	for _, cs := range [][]*meridianv1.Container{spec.GetContainers(), spec.GetInitContainers()} {
+		for _, c := range cs {
+			set := false
+			for _, e := range c.Env {
+				if e.GetName() == EnvFencingEpoch {
+					e.Value, e.ValueFrom, set = v, nil, true
+				}
+			}
+			if !set {
+				c.Env = append(c.Env, &meridianv1.EnvVar{Name: EnvFencingEpoch, Value: v})
+			}
+		}
+	}
 }

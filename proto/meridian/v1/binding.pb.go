@@ -120,7 +120,17 @@ type ResourceBindingSpec struct {
 	// every target gets all the replicas.
 	Clusters []*TargetCluster `protobuf:"bytes,4,rep,name=clusters,proto3" json:"clusters,omitempty"`
 	// affinity_name is the clusterAffinities term the placement used.
-	AffinityName  string `protobuf:"bytes,5,opt,name=affinity_name,json=affinityName,proto3" json:"affinity_name,omitempty"`
+	AffinityName string `protobuf:"bytes,5,opt,name=affinity_name,json=affinityName,proto3" json:"affinity_name,omitempty"`
+	// evicting are clusters the workload is leaving whose copies stay until
+	// the replacements are ready (graceful failover); their Works are kept.
+	Evicting []*GracefulEviction `protobuf:"bytes,6,rep,name=evicting,proto3" json:"evicting,omitempty"`
+	// failed_over records what failover moved off each cluster, so that
+	// failback can bring it back.
+	FailedOver []*FailedOver `protobuf:"bytes,7,rep,name=failed_over,json=failedOver,proto3" json:"failed_over,omitempty"`
+	// fencing_epoch, for a singleton (a StatefulSet, or a workload annotated
+	// meridian.io/singleton: "true"), is the epoch its pods run with
+	// (MERIDIAN_FENCING_EPOCH); every failover raises it.
+	FencingEpoch  int64 `protobuf:"varint,8,opt,name=fencing_epoch,json=fencingEpoch,proto3" json:"fencing_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -190,6 +200,237 @@ func (x *ResourceBindingSpec) GetAffinityName() string {
 	return ""
 }
 
+func (x *ResourceBindingSpec) GetEvicting() []*GracefulEviction {
+	if x != nil {
+		return x.Evicting
+	}
+	return nil
+}
+
+func (x *ResourceBindingSpec) GetFailedOver() []*FailedOver {
+	if x != nil {
+		return x.FailedOver
+	}
+	return nil
+}
+
+func (x *ResourceBindingSpec) GetFencingEpoch() int64 {
+	if x != nil {
+		return x.FencingEpoch
+	}
+	return 0
+}
+
+// GracefulEviction is a cluster a workload is leaving.
+type GracefulEviction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Replicas      int32                  `protobuf:"varint,2,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GracefulEviction) Reset() {
+	*x = GracefulEviction{}
+	mi := &file_meridian_v1_binding_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GracefulEviction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GracefulEviction) ProtoMessage() {}
+
+func (x *GracefulEviction) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_binding_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GracefulEviction.ProtoReflect.Descriptor instead.
+func (*GracefulEviction) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GracefulEviction) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *GracefulEviction) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *GracefulEviction) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *GracefulEviction) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// FailedOver is what failover moved off one cluster.
+type FailedOver struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cluster string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// replicas is what the cluster ran before it failed.
+	Replicas      int32                  `protobuf:"varint,2,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedOver) Reset() {
+	*x = FailedOver{}
+	mi := &file_meridian_v1_binding_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedOver) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedOver) ProtoMessage() {}
+
+func (x *FailedOver) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_binding_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedOver.ProtoReflect.Descriptor instead.
+func (*FailedOver) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FailedOver) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *FailedOver) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *FailedOver) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// PlacementMove is one entry of a binding's history.
+type PlacementMove struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// type is Failover, Failback or Placement.
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// from and to are the placements before and after.
+	From          []*TargetCluster `protobuf:"bytes,3,rep,name=from,proto3" json:"from,omitempty"`
+	To            []*TargetCluster `protobuf:"bytes,4,rep,name=to,proto3" json:"to,omitempty"`
+	Reason        string           `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementMove) Reset() {
+	*x = PlacementMove{}
+	mi := &file_meridian_v1_binding_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementMove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementMove) ProtoMessage() {}
+
+func (x *PlacementMove) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_binding_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementMove.ProtoReflect.Descriptor instead.
+func (*PlacementMove) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PlacementMove) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *PlacementMove) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *PlacementMove) GetFrom() []*TargetCluster {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *PlacementMove) GetTo() []*TargetCluster {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *PlacementMove) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // TargetCluster is one cluster a placement chose.
 type TargetCluster struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -201,7 +442,7 @@ type TargetCluster struct {
 
 func (x *TargetCluster) Reset() {
 	*x = TargetCluster{}
-	mi := &file_meridian_v1_binding_proto_msgTypes[2]
+	mi := &file_meridian_v1_binding_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +454,7 @@ func (x *TargetCluster) String() string {
 func (*TargetCluster) ProtoMessage() {}
 
 func (x *TargetCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_binding_proto_msgTypes[2]
+	mi := &file_meridian_v1_binding_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +467,7 @@ func (x *TargetCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetCluster.ProtoReflect.Descriptor instead.
 func (*TargetCluster) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{2}
+	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TargetCluster) GetName() string {
@@ -255,13 +496,15 @@ type ResourceBindingStatus struct {
 	// filtered out, or its score.
 	Clusters          []*ClusterVerdict      `protobuf:"bytes,3,rep,name=clusters,proto3" json:"clusters,omitempty"`
 	LastScheduledTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_scheduled_time,json=lastScheduledTime,proto3" json:"last_scheduled_time,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// history is the last moves (failovers, failbacks), newest last.
+	History       []*PlacementMove `protobuf:"bytes,5,rep,name=history,proto3" json:"history,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResourceBindingStatus) Reset() {
 	*x = ResourceBindingStatus{}
-	mi := &file_meridian_v1_binding_proto_msgTypes[3]
+	mi := &file_meridian_v1_binding_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +516,7 @@ func (x *ResourceBindingStatus) String() string {
 func (*ResourceBindingStatus) ProtoMessage() {}
 
 func (x *ResourceBindingStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_binding_proto_msgTypes[3]
+	mi := &file_meridian_v1_binding_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +529,7 @@ func (x *ResourceBindingStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceBindingStatus.ProtoReflect.Descriptor instead.
 func (*ResourceBindingStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResourceBindingStatus) GetObservedGeneration() int64 {
@@ -317,6 +560,13 @@ func (x *ResourceBindingStatus) GetLastScheduledTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ResourceBindingStatus) GetHistory() []*PlacementMove {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
 // ClusterVerdict is what the placement pipeline concluded about one cluster.
 type ClusterVerdict struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -334,7 +584,7 @@ type ClusterVerdict struct {
 
 func (x *ClusterVerdict) Reset() {
 	*x = ClusterVerdict{}
-	mi := &file_meridian_v1_binding_proto_msgTypes[4]
+	mi := &file_meridian_v1_binding_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +596,7 @@ func (x *ClusterVerdict) String() string {
 func (*ClusterVerdict) ProtoMessage() {}
 
 func (x *ClusterVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_binding_proto_msgTypes[4]
+	mi := &file_meridian_v1_binding_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +609,7 @@ func (x *ClusterVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterVerdict.ProtoReflect.Descriptor instead.
 func (*ClusterVerdict) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_binding_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClusterVerdict) GetCluster() string {
@@ -408,23 +658,44 @@ const file_meridian_v1_binding_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x17.meridian.v1.ObjectMetaR\bmetadata\x124\n" +
 	"\x04spec\x18\x04 \x01(\v2 .meridian.v1.ResourceBindingSpecR\x04spec\x12:\n" +
-	"\x06status\x18\x05 \x01(\v2\".meridian.v1.ResourceBindingStatusR\x06status\"\xfe\x01\n" +
+	"\x06status\x18\x05 \x01(\v2\".meridian.v1.ResourceBindingStatusR\x06status\"\x98\x03\n" +
 	"\x13ResourceBindingSpec\x128\n" +
 	"\bresource\x18\x01 \x01(\v2\x1c.meridian.v1.ObjectReferenceR\bresource\x12\x1a\n" +
 	"\breplicas\x18\x02 \x01(\x05R\breplicas\x124\n" +
 	"\x06policy\x18\x03 \x01(\v2\x1c.meridian.v1.ObjectReferenceR\x06policy\x126\n" +
 	"\bclusters\x18\x04 \x03(\v2\x1a.meridian.v1.TargetClusterR\bclusters\x12#\n" +
-	"\raffinity_name\x18\x05 \x01(\tR\faffinityName\"?\n" +
+	"\raffinity_name\x18\x05 \x01(\tR\faffinityName\x129\n" +
+	"\bevicting\x18\x06 \x03(\v2\x1d.meridian.v1.GracefulEvictionR\bevicting\x128\n" +
+	"\vfailed_over\x18\a \x03(\v2\x17.meridian.v1.FailedOverR\n" +
+	"failedOver\x12#\n" +
+	"\rfencing_epoch\x18\b \x01(\x03R\ffencingEpoch\"\x92\x01\n" +
+	"\x10GracefulEviction\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1a\n" +
+	"\breplicas\x18\x02 \x01(\x05R\breplicas\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"r\n" +
+	"\n" +
+	"FailedOver\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1a\n" +
+	"\breplicas\x18\x02 \x01(\x05R\breplicas\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xc7\x01\n" +
+	"\rPlacementMove\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12.\n" +
+	"\x04from\x18\x03 \x03(\v2\x1a.meridian.v1.TargetClusterR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x03(\v2\x1a.meridian.v1.TargetClusterR\x02to\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"?\n" +
 	"\rTargetCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\breplicas\x18\x02 \x01(\x05R\breplicas\"\x85\x02\n" +
+	"\breplicas\x18\x02 \x01(\x05R\breplicas\"\xbb\x02\n" +
 	"\x15ResourceBindingStatus\x12/\n" +
 	"\x13observed_generation\x18\x01 \x01(\x03R\x12observedGeneration\x126\n" +
 	"\n" +
 	"conditions\x18\x02 \x03(\v2\x16.meridian.v1.ConditionR\n" +
 	"conditions\x127\n" +
 	"\bclusters\x18\x03 \x03(\v2\x1b.meridian.v1.ClusterVerdictR\bclusters\x12J\n" +
-	"\x13last_scheduled_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastScheduledTime\"\x84\x01\n" +
+	"\x13last_scheduled_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastScheduledTime\x124\n" +
+	"\ahistory\x18\x05 \x03(\v2\x1a.meridian.v1.PlacementMoveR\ahistory\"\x84\x01\n" +
 	"\x0eClusterVerdict\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x16\n" +
@@ -444,33 +715,44 @@ func file_meridian_v1_binding_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_binding_proto_rawDescData
 }
 
-var file_meridian_v1_binding_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_meridian_v1_binding_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_meridian_v1_binding_proto_goTypes = []any{
 	(*ResourceBinding)(nil),       // 0: meridian.v1.ResourceBinding
 	(*ResourceBindingSpec)(nil),   // 1: meridian.v1.ResourceBindingSpec
-	(*TargetCluster)(nil),         // 2: meridian.v1.TargetCluster
-	(*ResourceBindingStatus)(nil), // 3: meridian.v1.ResourceBindingStatus
-	(*ClusterVerdict)(nil),        // 4: meridian.v1.ClusterVerdict
-	(*ObjectMeta)(nil),            // 5: meridian.v1.ObjectMeta
-	(*ObjectReference)(nil),       // 6: meridian.v1.ObjectReference
-	(*Condition)(nil),             // 7: meridian.v1.Condition
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*GracefulEviction)(nil),      // 2: meridian.v1.GracefulEviction
+	(*FailedOver)(nil),            // 3: meridian.v1.FailedOver
+	(*PlacementMove)(nil),         // 4: meridian.v1.PlacementMove
+	(*TargetCluster)(nil),         // 5: meridian.v1.TargetCluster
+	(*ResourceBindingStatus)(nil), // 6: meridian.v1.ResourceBindingStatus
+	(*ClusterVerdict)(nil),        // 7: meridian.v1.ClusterVerdict
+	(*ObjectMeta)(nil),            // 8: meridian.v1.ObjectMeta
+	(*ObjectReference)(nil),       // 9: meridian.v1.ObjectReference
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*Condition)(nil),             // 11: meridian.v1.Condition
 }
 var file_meridian_v1_binding_proto_depIdxs = []int32{
-	5, // 0: meridian.v1.ResourceBinding.metadata:type_name -> meridian.v1.ObjectMeta
-	1, // 1: meridian.v1.ResourceBinding.spec:type_name -> meridian.v1.ResourceBindingSpec
-	3, // 2: meridian.v1.ResourceBinding.status:type_name -> meridian.v1.ResourceBindingStatus
-	6, // 3: meridian.v1.ResourceBindingSpec.resource:type_name -> meridian.v1.ObjectReference
-	6, // 4: meridian.v1.ResourceBindingSpec.policy:type_name -> meridian.v1.ObjectReference
-	2, // 5: meridian.v1.ResourceBindingSpec.clusters:type_name -> meridian.v1.TargetCluster
-	7, // 6: meridian.v1.ResourceBindingStatus.conditions:type_name -> meridian.v1.Condition
-	4, // 7: meridian.v1.ResourceBindingStatus.clusters:type_name -> meridian.v1.ClusterVerdict
-	8, // 8: meridian.v1.ResourceBindingStatus.last_scheduled_time:type_name -> google.protobuf.Timestamp
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	8,  // 0: meridian.v1.ResourceBinding.metadata:type_name -> meridian.v1.ObjectMeta
+	1,  // 1: meridian.v1.ResourceBinding.spec:type_name -> meridian.v1.ResourceBindingSpec
+	6,  // 2: meridian.v1.ResourceBinding.status:type_name -> meridian.v1.ResourceBindingStatus
+	9,  // 3: meridian.v1.ResourceBindingSpec.resource:type_name -> meridian.v1.ObjectReference
+	9,  // 4: meridian.v1.ResourceBindingSpec.policy:type_name -> meridian.v1.ObjectReference
+	5,  // 5: meridian.v1.ResourceBindingSpec.clusters:type_name -> meridian.v1.TargetCluster
+	2,  // 6: meridian.v1.ResourceBindingSpec.evicting:type_name -> meridian.v1.GracefulEviction
+	3,  // 7: meridian.v1.ResourceBindingSpec.failed_over:type_name -> meridian.v1.FailedOver
+	10, // 8: meridian.v1.GracefulEviction.since:type_name -> google.protobuf.Timestamp
+	10, // 9: meridian.v1.FailedOver.time:type_name -> google.protobuf.Timestamp
+	10, // 10: meridian.v1.PlacementMove.time:type_name -> google.protobuf.Timestamp
+	5,  // 11: meridian.v1.PlacementMove.from:type_name -> meridian.v1.TargetCluster
+	5,  // 12: meridian.v1.PlacementMove.to:type_name -> meridian.v1.TargetCluster
+	11, // 13: meridian.v1.ResourceBindingStatus.conditions:type_name -> meridian.v1.Condition
+	7,  // 14: meridian.v1.ResourceBindingStatus.clusters:type_name -> meridian.v1.ClusterVerdict
+	10, // 15: meridian.v1.ResourceBindingStatus.last_scheduled_time:type_name -> google.protobuf.Timestamp
+	4,  // 16: meridian.v1.ResourceBindingStatus.history:type_name -> meridian.v1.PlacementMove
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_binding_proto_init() }
@@ -486,7 +768,7 @@ func file_meridian_v1_binding_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_binding_proto_rawDesc), len(file_meridian_v1_binding_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

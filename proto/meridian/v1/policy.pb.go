@@ -173,6 +173,10 @@ type PropagationSpec struct {
 	Placement *Placement `protobuf:"bytes,3,opt,name=placement,proto3" json:"placement,omitempty"`
 	// scheduler_name names the placement pipeline profile to use.
 	SchedulerName string `protobuf:"bytes,4,opt,name=scheduler_name,json=schedulerName,proto3" json:"scheduler_name,omitempty"`
+	// failover says when the selected workloads leave a failed cluster, how
+	// their old copies go, and whether they come back. Failover is on by
+	// default; this block tunes it.
+	Failover      *FailoverBehavior `protobuf:"bytes,5,opt,name=failover,proto3" json:"failover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -235,6 +239,110 @@ func (x *PropagationSpec) GetSchedulerName() string {
 	return ""
 }
 
+func (x *PropagationSpec) GetFailover() *FailoverBehavior {
+	if x != nil {
+		return x.Failover
+	}
+	return nil
+}
+
+// FailoverBehavior tunes failover and failback for the workloads a policy
+// selects.
+type FailoverBehavior struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// disabled keeps the workloads where they are when a cluster fails.
+	Disabled bool `protobuf:"varint,1,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// toleration_seconds is how long a cluster must stay Unreachable before
+	// its replicas move (default 5).
+	TolerationSeconds *int32 `protobuf:"varint,2,opt,name=toleration_seconds,json=tolerationSeconds,proto3,oneof" json:"toleration_seconds,omitempty"`
+	// purge_mode is Graciously (the default: the old copies are removed once
+	// the new ones are ready, or after grace_period_seconds) or Immediately.
+	PurgeMode string `protobuf:"bytes,3,opt,name=purge_mode,json=purgeMode,proto3" json:"purge_mode,omitempty"`
+	// grace_period_seconds bounds a graceful purge (default 600).
+	GracePeriodSeconds *int32 `protobuf:"varint,4,opt,name=grace_period_seconds,json=gracePeriodSeconds,proto3,oneof" json:"grace_period_seconds,omitempty"`
+	// failback is Automatic (the default: replicas move back, one step at a
+	// time, once the cluster has been Ready for stabilization_seconds) or
+	// Manual (`meridian failback`).
+	Failback string `protobuf:"bytes,5,opt,name=failback,proto3" json:"failback,omitempty"`
+	// stabilization_seconds is how long a recovered cluster must stay Ready
+	// before replicas move back to it (default 30).
+	StabilizationSeconds *int32 `protobuf:"varint,6,opt,name=stabilization_seconds,json=stabilizationSeconds,proto3,oneof" json:"stabilization_seconds,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *FailoverBehavior) Reset() {
+	*x = FailoverBehavior{}
+	mi := &file_meridian_v1_policy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverBehavior) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverBehavior) ProtoMessage() {}
+
+func (x *FailoverBehavior) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_policy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverBehavior.ProtoReflect.Descriptor instead.
+func (*FailoverBehavior) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FailoverBehavior) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *FailoverBehavior) GetTolerationSeconds() int32 {
+	if x != nil && x.TolerationSeconds != nil {
+		return *x.TolerationSeconds
+	}
+	return 0
+}
+
+func (x *FailoverBehavior) GetPurgeMode() string {
+	if x != nil {
+		return x.PurgeMode
+	}
+	return ""
+}
+
+func (x *FailoverBehavior) GetGracePeriodSeconds() int32 {
+	if x != nil && x.GracePeriodSeconds != nil {
+		return *x.GracePeriodSeconds
+	}
+	return 0
+}
+
+func (x *FailoverBehavior) GetFailback() string {
+	if x != nil {
+		return x.Failback
+	}
+	return ""
+}
+
+func (x *FailoverBehavior) GetStabilizationSeconds() int32 {
+	if x != nil && x.StabilizationSeconds != nil {
+		return *x.StabilizationSeconds
+	}
+	return 0
+}
+
 // ResourceSelector selects workloads by kind, name, namespace or labels.
 type ResourceSelector struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -249,7 +357,7 @@ type ResourceSelector struct {
 
 func (x *ResourceSelector) Reset() {
 	*x = ResourceSelector{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[3]
+	mi := &file_meridian_v1_policy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +369,7 @@ func (x *ResourceSelector) String() string {
 func (*ResourceSelector) ProtoMessage() {}
 
 func (x *ResourceSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[3]
+	mi := &file_meridian_v1_policy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +382,7 @@ func (x *ResourceSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSelector.ProtoReflect.Descriptor instead.
 func (*ResourceSelector) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ResourceSelector) GetApiVersion() string {
@@ -326,7 +434,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[4]
+	mi := &file_meridian_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +446,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[4]
+	mi := &file_meridian_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +459,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Placement) GetClusterAffinity() *ClusterAffinity {
@@ -402,7 +510,7 @@ type ClusterAffinity struct {
 
 func (x *ClusterAffinity) Reset() {
 	*x = ClusterAffinity{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[5]
+	mi := &file_meridian_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +522,7 @@ func (x *ClusterAffinity) String() string {
 func (*ClusterAffinity) ProtoMessage() {}
 
 func (x *ClusterAffinity) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[5]
+	mi := &file_meridian_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +535,7 @@ func (x *ClusterAffinity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterAffinity.ProtoReflect.Descriptor instead.
 func (*ClusterAffinity) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClusterAffinity) GetLabelSelector() *LabelSelector {
@@ -472,7 +580,7 @@ type ClusterAffinityTerm struct {
 
 func (x *ClusterAffinityTerm) Reset() {
 	*x = ClusterAffinityTerm{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[6]
+	mi := &file_meridian_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +592,7 @@ func (x *ClusterAffinityTerm) String() string {
 func (*ClusterAffinityTerm) ProtoMessage() {}
 
 func (x *ClusterAffinityTerm) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[6]
+	mi := &file_meridian_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +605,7 @@ func (x *ClusterAffinityTerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterAffinityTerm.ProtoReflect.Descriptor instead.
 func (*ClusterAffinityTerm) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClusterAffinityTerm) GetAffinityName() string {
@@ -545,7 +653,7 @@ type FieldSelector struct {
 
 func (x *FieldSelector) Reset() {
 	*x = FieldSelector{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[7]
+	mi := &file_meridian_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +665,7 @@ func (x *FieldSelector) String() string {
 func (*FieldSelector) ProtoMessage() {}
 
 func (x *FieldSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[7]
+	mi := &file_meridian_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +678,7 @@ func (x *FieldSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldSelector.ProtoReflect.Descriptor instead.
 func (*FieldSelector) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FieldSelector) GetMatchExpressions() []*LabelSelectorRequirement {
@@ -595,7 +703,7 @@ type SpreadConstraint struct {
 
 func (x *SpreadConstraint) Reset() {
 	*x = SpreadConstraint{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[8]
+	mi := &file_meridian_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +715,7 @@ func (x *SpreadConstraint) String() string {
 func (*SpreadConstraint) ProtoMessage() {}
 
 func (x *SpreadConstraint) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[8]
+	mi := &file_meridian_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +728,7 @@ func (x *SpreadConstraint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadConstraint.ProtoReflect.Descriptor instead.
 func (*SpreadConstraint) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SpreadConstraint) GetSpreadByField() string {
@@ -665,7 +773,7 @@ type ReplicaSchedulingStrategy struct {
 
 func (x *ReplicaSchedulingStrategy) Reset() {
 	*x = ReplicaSchedulingStrategy{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[9]
+	mi := &file_meridian_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +785,7 @@ func (x *ReplicaSchedulingStrategy) String() string {
 func (*ReplicaSchedulingStrategy) ProtoMessage() {}
 
 func (x *ReplicaSchedulingStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[9]
+	mi := &file_meridian_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +798,7 @@ func (x *ReplicaSchedulingStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSchedulingStrategy.ProtoReflect.Descriptor instead.
 func (*ReplicaSchedulingStrategy) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReplicaSchedulingStrategy) GetReplicaSchedulingType() string {
@@ -730,7 +838,7 @@ type ClusterPreferences struct {
 
 func (x *ClusterPreferences) Reset() {
 	*x = ClusterPreferences{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[10]
+	mi := &file_meridian_v1_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +850,7 @@ func (x *ClusterPreferences) String() string {
 func (*ClusterPreferences) ProtoMessage() {}
 
 func (x *ClusterPreferences) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[10]
+	mi := &file_meridian_v1_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +863,7 @@ func (x *ClusterPreferences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterPreferences.ProtoReflect.Descriptor instead.
 func (*ClusterPreferences) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClusterPreferences) GetStaticWeightList() []*StaticClusterWeight {
@@ -791,7 +899,7 @@ type HierarchicalWeights struct {
 
 func (x *HierarchicalWeights) Reset() {
 	*x = HierarchicalWeights{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[11]
+	mi := &file_meridian_v1_policy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +911,7 @@ func (x *HierarchicalWeights) String() string {
 func (*HierarchicalWeights) ProtoMessage() {}
 
 func (x *HierarchicalWeights) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[11]
+	mi := &file_meridian_v1_policy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +924,7 @@ func (x *HierarchicalWeights) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchicalWeights.ProtoReflect.Descriptor instead.
 func (*HierarchicalWeights) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HierarchicalWeights) GetRegions() []*RegionWeight {
@@ -838,7 +946,7 @@ type RegionWeight struct {
 
 func (x *RegionWeight) Reset() {
 	*x = RegionWeight{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[12]
+	mi := &file_meridian_v1_policy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +958,7 @@ func (x *RegionWeight) String() string {
 func (*RegionWeight) ProtoMessage() {}
 
 func (x *RegionWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[12]
+	mi := &file_meridian_v1_policy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +971,7 @@ func (x *RegionWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionWeight.ProtoReflect.Descriptor instead.
 func (*RegionWeight) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegionWeight) GetName() string {
@@ -899,7 +1007,7 @@ type DatacenterWeight struct {
 
 func (x *DatacenterWeight) Reset() {
 	*x = DatacenterWeight{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[13]
+	mi := &file_meridian_v1_policy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1019,7 @@ func (x *DatacenterWeight) String() string {
 func (*DatacenterWeight) ProtoMessage() {}
 
 func (x *DatacenterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[13]
+	mi := &file_meridian_v1_policy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1032,7 @@ func (x *DatacenterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DatacenterWeight.ProtoReflect.Descriptor instead.
 func (*DatacenterWeight) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DatacenterWeight) GetName() string {
@@ -959,7 +1067,7 @@ type ClusterWeight struct {
 
 func (x *ClusterWeight) Reset() {
 	*x = ClusterWeight{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[14]
+	mi := &file_meridian_v1_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1079,7 @@ func (x *ClusterWeight) String() string {
 func (*ClusterWeight) ProtoMessage() {}
 
 func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[14]
+	mi := &file_meridian_v1_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1092,7 @@ func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterWeight.ProtoReflect.Descriptor instead.
 func (*ClusterWeight) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClusterWeight) GetName() string {
@@ -1012,7 +1120,7 @@ type StaticClusterWeight struct {
 
 func (x *StaticClusterWeight) Reset() {
 	*x = StaticClusterWeight{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[15]
+	mi := &file_meridian_v1_policy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1132,7 @@ func (x *StaticClusterWeight) String() string {
 func (*StaticClusterWeight) ProtoMessage() {}
 
 func (x *StaticClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[15]
+	mi := &file_meridian_v1_policy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1145,7 @@ func (x *StaticClusterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StaticClusterWeight.ProtoReflect.Descriptor instead.
 func (*StaticClusterWeight) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{15}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StaticClusterWeight) GetTargetCluster() *ClusterAffinity {
@@ -1068,7 +1176,7 @@ type OverridePolicy struct {
 
 func (x *OverridePolicy) Reset() {
 	*x = OverridePolicy{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[16]
+	mi := &file_meridian_v1_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1188,7 @@ func (x *OverridePolicy) String() string {
 func (*OverridePolicy) ProtoMessage() {}
 
 func (x *OverridePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[16]
+	mi := &file_meridian_v1_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1201,7 @@ func (x *OverridePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverridePolicy.ProtoReflect.Descriptor instead.
 func (*OverridePolicy) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{16}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OverridePolicy) GetApiVersion() string {
@@ -1135,7 +1243,7 @@ type OverrideSpec struct {
 
 func (x *OverrideSpec) Reset() {
 	*x = OverrideSpec{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[17]
+	mi := &file_meridian_v1_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1255,7 @@ func (x *OverrideSpec) String() string {
 func (*OverrideSpec) ProtoMessage() {}
 
 func (x *OverrideSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[17]
+	mi := &file_meridian_v1_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1268,7 @@ func (x *OverrideSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverrideSpec.ProtoReflect.Descriptor instead.
 func (*OverrideSpec) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{17}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OverrideSpec) GetResourceSelectors() []*ResourceSelector {
@@ -1188,7 +1296,7 @@ type RuleWithCluster struct {
 
 func (x *RuleWithCluster) Reset() {
 	*x = RuleWithCluster{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[18]
+	mi := &file_meridian_v1_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1308,7 @@ func (x *RuleWithCluster) String() string {
 func (*RuleWithCluster) ProtoMessage() {}
 
 func (x *RuleWithCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[18]
+	mi := &file_meridian_v1_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1321,7 @@ func (x *RuleWithCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleWithCluster.ProtoReflect.Descriptor instead.
 func (*RuleWithCluster) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{18}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RuleWithCluster) GetTargetCluster() *ClusterAffinity {
@@ -1246,7 +1354,7 @@ type Overriders struct {
 
 func (x *Overriders) Reset() {
 	*x = Overriders{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[19]
+	mi := &file_meridian_v1_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1366,7 @@ func (x *Overriders) String() string {
 func (*Overriders) ProtoMessage() {}
 
 func (x *Overriders) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[19]
+	mi := &file_meridian_v1_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1379,7 @@ func (x *Overriders) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Overriders.ProtoReflect.Descriptor instead.
 func (*Overriders) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{19}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Overriders) GetImageOverrider() []*ImageOverrider {
@@ -1338,7 +1446,7 @@ type ImageOverrider struct {
 
 func (x *ImageOverrider) Reset() {
 	*x = ImageOverrider{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[20]
+	mi := &file_meridian_v1_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1458,7 @@ func (x *ImageOverrider) String() string {
 func (*ImageOverrider) ProtoMessage() {}
 
 func (x *ImageOverrider) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[20]
+	mi := &file_meridian_v1_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1471,7 @@ func (x *ImageOverrider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageOverrider.ProtoReflect.Descriptor instead.
 func (*ImageOverrider) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{20}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ImageOverrider) GetComponent() string {
@@ -1407,7 +1515,7 @@ type CommandArgsOverrider struct {
 
 func (x *CommandArgsOverrider) Reset() {
 	*x = CommandArgsOverrider{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[21]
+	mi := &file_meridian_v1_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1527,7 @@ func (x *CommandArgsOverrider) String() string {
 func (*CommandArgsOverrider) ProtoMessage() {}
 
 func (x *CommandArgsOverrider) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[21]
+	mi := &file_meridian_v1_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1540,7 @@ func (x *CommandArgsOverrider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandArgsOverrider.ProtoReflect.Descriptor instead.
 func (*CommandArgsOverrider) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{21}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CommandArgsOverrider) GetContainerName() string {
@@ -1468,7 +1576,7 @@ type LabelAnnotationOverrider struct {
 
 func (x *LabelAnnotationOverrider) Reset() {
 	*x = LabelAnnotationOverrider{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[22]
+	mi := &file_meridian_v1_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1588,7 @@ func (x *LabelAnnotationOverrider) String() string {
 func (*LabelAnnotationOverrider) ProtoMessage() {}
 
 func (x *LabelAnnotationOverrider) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[22]
+	mi := &file_meridian_v1_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1601,7 @@ func (x *LabelAnnotationOverrider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelAnnotationOverrider.ProtoReflect.Descriptor instead.
 func (*LabelAnnotationOverrider) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{22}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LabelAnnotationOverrider) GetOperator() string {
@@ -1523,7 +1631,7 @@ type EnvOverrider struct {
 
 func (x *EnvOverrider) Reset() {
 	*x = EnvOverrider{}
-	mi := &file_meridian_v1_policy_proto_msgTypes[23]
+	mi := &file_meridian_v1_policy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1643,7 @@ func (x *EnvOverrider) String() string {
 func (*EnvOverrider) ProtoMessage() {}
 
 func (x *EnvOverrider) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_policy_proto_msgTypes[23]
+	mi := &file_meridian_v1_policy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1656,7 @@ func (x *EnvOverrider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvOverrider.ProtoReflect.Descriptor instead.
 func (*EnvOverrider) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{23}
+	return file_meridian_v1_policy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EnvOverrider) GetContainerName() string {
@@ -1588,12 +1696,24 @@ const file_meridian_v1_policy_proto_rawDesc = "" +
 	"apiVersion\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x17.meridian.v1.ObjectMetaR\bmetadata\x120\n" +
-	"\x04spec\x18\x04 \x01(\v2\x1c.meridian.v1.PropagationSpecR\x04spec\"\xd8\x01\n" +
+	"\x04spec\x18\x04 \x01(\v2\x1c.meridian.v1.PropagationSpecR\x04spec\"\x93\x02\n" +
 	"\x0fPropagationSpec\x12L\n" +
 	"\x12resource_selectors\x18\x01 \x03(\v2\x1d.meridian.v1.ResourceSelectorR\x11resourceSelectors\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\x05R\bpriority\x124\n" +
 	"\tplacement\x18\x03 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\x12%\n" +
-	"\x0escheduler_name\x18\x04 \x01(\tR\rschedulerName\"\xbc\x01\n" +
+	"\x0escheduler_name\x18\x04 \x01(\tR\rschedulerName\x129\n" +
+	"\bfailover\x18\x05 \x01(\v2\x1d.meridian.v1.FailoverBehaviorR\bfailover\"\xd8\x02\n" +
+	"\x10FailoverBehavior\x12\x1a\n" +
+	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x122\n" +
+	"\x12toleration_seconds\x18\x02 \x01(\x05H\x00R\x11tolerationSeconds\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"purge_mode\x18\x03 \x01(\tR\tpurgeMode\x125\n" +
+	"\x14grace_period_seconds\x18\x04 \x01(\x05H\x01R\x12gracePeriodSeconds\x88\x01\x01\x12\x1a\n" +
+	"\bfailback\x18\x05 \x01(\tR\bfailback\x128\n" +
+	"\x15stabilization_seconds\x18\x06 \x01(\x05H\x02R\x14stabilizationSeconds\x88\x01\x01B\x15\n" +
+	"\x13_toleration_secondsB\x17\n" +
+	"\x15_grace_period_secondsB\x18\n" +
+	"\x16_stabilization_seconds\"\xbc\x01\n" +
 	"\x10ResourceSelector\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -1708,83 +1828,85 @@ func file_meridian_v1_policy_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_policy_proto_rawDescData
 }
 
-var file_meridian_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_meridian_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_meridian_v1_policy_proto_goTypes = []any{
 	(*PropagationPolicy)(nil),         // 0: meridian.v1.PropagationPolicy
 	(*ClusterPropagationPolicy)(nil),  // 1: meridian.v1.ClusterPropagationPolicy
 	(*PropagationSpec)(nil),           // 2: meridian.v1.PropagationSpec
-	(*ResourceSelector)(nil),          // 3: meridian.v1.ResourceSelector
-	(*Placement)(nil),                 // 4: meridian.v1.Placement
-	(*ClusterAffinity)(nil),           // 5: meridian.v1.ClusterAffinity
-	(*ClusterAffinityTerm)(nil),       // 6: meridian.v1.ClusterAffinityTerm
-	(*FieldSelector)(nil),             // 7: meridian.v1.FieldSelector
-	(*SpreadConstraint)(nil),          // 8: meridian.v1.SpreadConstraint
-	(*ReplicaSchedulingStrategy)(nil), // 9: meridian.v1.ReplicaSchedulingStrategy
-	(*ClusterPreferences)(nil),        // 10: meridian.v1.ClusterPreferences
-	(*HierarchicalWeights)(nil),       // 11: meridian.v1.HierarchicalWeights
-	(*RegionWeight)(nil),              // 12: meridian.v1.RegionWeight
-	(*DatacenterWeight)(nil),          // 13: meridian.v1.DatacenterWeight
-	(*ClusterWeight)(nil),             // 14: meridian.v1.ClusterWeight
-	(*StaticClusterWeight)(nil),       // 15: meridian.v1.StaticClusterWeight
-	(*OverridePolicy)(nil),            // 16: meridian.v1.OverridePolicy
-	(*OverrideSpec)(nil),              // 17: meridian.v1.OverrideSpec
-	(*RuleWithCluster)(nil),           // 18: meridian.v1.RuleWithCluster
-	(*Overriders)(nil),                // 19: meridian.v1.Overriders
-	(*ImageOverrider)(nil),            // 20: meridian.v1.ImageOverrider
-	(*CommandArgsOverrider)(nil),      // 21: meridian.v1.CommandArgsOverrider
-	(*LabelAnnotationOverrider)(nil),  // 22: meridian.v1.LabelAnnotationOverrider
-	(*EnvOverrider)(nil),              // 23: meridian.v1.EnvOverrider
-	nil,                               // 24: meridian.v1.LabelAnnotationOverrider.ValueEntry
-	(*ObjectMeta)(nil),                // 25: meridian.v1.ObjectMeta
-	(*LabelSelector)(nil),             // 26: meridian.v1.LabelSelector
-	(*Toleration)(nil),                // 27: meridian.v1.Toleration
-	(*LabelSelectorRequirement)(nil),  // 28: meridian.v1.LabelSelectorRequirement
-	(*EnvVar)(nil),                    // 29: meridian.v1.EnvVar
+	(*FailoverBehavior)(nil),          // 3: meridian.v1.FailoverBehavior
+	(*ResourceSelector)(nil),          // 4: meridian.v1.ResourceSelector
+	(*Placement)(nil),                 // 5: meridian.v1.Placement
+	(*ClusterAffinity)(nil),           // 6: meridian.v1.ClusterAffinity
+	(*ClusterAffinityTerm)(nil),       // 7: meridian.v1.ClusterAffinityTerm
+	(*FieldSelector)(nil),             // 8: meridian.v1.FieldSelector
+	(*SpreadConstraint)(nil),          // 9: meridian.v1.SpreadConstraint
+	(*ReplicaSchedulingStrategy)(nil), // 10: meridian.v1.ReplicaSchedulingStrategy
+	(*ClusterPreferences)(nil),        // 11: meridian.v1.ClusterPreferences
+	(*HierarchicalWeights)(nil),       // 12: meridian.v1.HierarchicalWeights
+	(*RegionWeight)(nil),              // 13: meridian.v1.RegionWeight
+	(*DatacenterWeight)(nil),          // 14: meridian.v1.DatacenterWeight
+	(*ClusterWeight)(nil),             // 15: meridian.v1.ClusterWeight
+	(*StaticClusterWeight)(nil),       // 16: meridian.v1.StaticClusterWeight
+	(*OverridePolicy)(nil),            // 17: meridian.v1.OverridePolicy
+	(*OverrideSpec)(nil),              // 18: meridian.v1.OverrideSpec
+	(*RuleWithCluster)(nil),           // 19: meridian.v1.RuleWithCluster
+	(*Overriders)(nil),                // 20: meridian.v1.Overriders
+	(*ImageOverrider)(nil),            // 21: meridian.v1.ImageOverrider
+	(*CommandArgsOverrider)(nil),      // 22: meridian.v1.CommandArgsOverrider
+	(*LabelAnnotationOverrider)(nil),  // 23: meridian.v1.LabelAnnotationOverrider
+	(*EnvOverrider)(nil),              // 24: meridian.v1.EnvOverrider
+	nil,                               // 25: meridian.v1.LabelAnnotationOverrider.ValueEntry
+	(*ObjectMeta)(nil),                // 26: meridian.v1.ObjectMeta
+	(*LabelSelector)(nil),             // 27: meridian.v1.LabelSelector
+	(*Toleration)(nil),                // 28: meridian.v1.Toleration
+	(*LabelSelectorRequirement)(nil),  // 29: meridian.v1.LabelSelectorRequirement
+	(*EnvVar)(nil),                    // 30: meridian.v1.EnvVar
 }
 var file_meridian_v1_policy_proto_depIdxs = []int32{
-	25, // 0: meridian.v1.PropagationPolicy.metadata:type_name -> meridian.v1.ObjectMeta
+	26, // 0: meridian.v1.PropagationPolicy.metadata:type_name -> meridian.v1.ObjectMeta
 	2,  // 1: meridian.v1.PropagationPolicy.spec:type_name -> meridian.v1.PropagationSpec
-	25, // 2: meridian.v1.ClusterPropagationPolicy.metadata:type_name -> meridian.v1.ObjectMeta
+	26, // 2: meridian.v1.ClusterPropagationPolicy.metadata:type_name -> meridian.v1.ObjectMeta
 	2,  // 3: meridian.v1.ClusterPropagationPolicy.spec:type_name -> meridian.v1.PropagationSpec
-	3,  // 4: meridian.v1.PropagationSpec.resource_selectors:type_name -> meridian.v1.ResourceSelector
-	4,  // 5: meridian.v1.PropagationSpec.placement:type_name -> meridian.v1.Placement
-	26, // 6: meridian.v1.ResourceSelector.label_selector:type_name -> meridian.v1.LabelSelector
-	5,  // 7: meridian.v1.Placement.cluster_affinity:type_name -> meridian.v1.ClusterAffinity
-	6,  // 8: meridian.v1.Placement.cluster_affinities:type_name -> meridian.v1.ClusterAffinityTerm
-	27, // 9: meridian.v1.Placement.cluster_tolerations:type_name -> meridian.v1.Toleration
-	8,  // 10: meridian.v1.Placement.spread_constraints:type_name -> meridian.v1.SpreadConstraint
-	9,  // 11: meridian.v1.Placement.replica_scheduling:type_name -> meridian.v1.ReplicaSchedulingStrategy
-	26, // 12: meridian.v1.ClusterAffinity.label_selector:type_name -> meridian.v1.LabelSelector
-	7,  // 13: meridian.v1.ClusterAffinity.field_selector:type_name -> meridian.v1.FieldSelector
-	26, // 14: meridian.v1.ClusterAffinityTerm.label_selector:type_name -> meridian.v1.LabelSelector
-	7,  // 15: meridian.v1.ClusterAffinityTerm.field_selector:type_name -> meridian.v1.FieldSelector
-	28, // 16: meridian.v1.FieldSelector.match_expressions:type_name -> meridian.v1.LabelSelectorRequirement
-	10, // 17: meridian.v1.ReplicaSchedulingStrategy.weight_preference:type_name -> meridian.v1.ClusterPreferences
-	15, // 18: meridian.v1.ClusterPreferences.static_weight_list:type_name -> meridian.v1.StaticClusterWeight
-	11, // 19: meridian.v1.ClusterPreferences.hierarchical_weights:type_name -> meridian.v1.HierarchicalWeights
-	12, // 20: meridian.v1.HierarchicalWeights.regions:type_name -> meridian.v1.RegionWeight
-	13, // 21: meridian.v1.RegionWeight.datacenters:type_name -> meridian.v1.DatacenterWeight
-	14, // 22: meridian.v1.DatacenterWeight.clusters:type_name -> meridian.v1.ClusterWeight
-	5,  // 23: meridian.v1.StaticClusterWeight.target_cluster:type_name -> meridian.v1.ClusterAffinity
-	25, // 24: meridian.v1.OverridePolicy.metadata:type_name -> meridian.v1.ObjectMeta
-	17, // 25: meridian.v1.OverridePolicy.spec:type_name -> meridian.v1.OverrideSpec
-	3,  // 26: meridian.v1.OverrideSpec.resource_selectors:type_name -> meridian.v1.ResourceSelector
-	18, // 27: meridian.v1.OverrideSpec.override_rules:type_name -> meridian.v1.RuleWithCluster
-	5,  // 28: meridian.v1.RuleWithCluster.target_cluster:type_name -> meridian.v1.ClusterAffinity
-	19, // 29: meridian.v1.RuleWithCluster.overriders:type_name -> meridian.v1.Overriders
-	20, // 30: meridian.v1.Overriders.image_overrider:type_name -> meridian.v1.ImageOverrider
-	21, // 31: meridian.v1.Overriders.command_overrider:type_name -> meridian.v1.CommandArgsOverrider
-	21, // 32: meridian.v1.Overriders.args_overrider:type_name -> meridian.v1.CommandArgsOverrider
-	22, // 33: meridian.v1.Overriders.labels_overrider:type_name -> meridian.v1.LabelAnnotationOverrider
-	22, // 34: meridian.v1.Overriders.annotations_overrider:type_name -> meridian.v1.LabelAnnotationOverrider
-	23, // 35: meridian.v1.Overriders.env_overrider:type_name -> meridian.v1.EnvOverrider
-	24, // 36: meridian.v1.LabelAnnotationOverrider.value:type_name -> meridian.v1.LabelAnnotationOverrider.ValueEntry
-	29, // 37: meridian.v1.EnvOverrider.value:type_name -> meridian.v1.EnvVar
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	4,  // 4: meridian.v1.PropagationSpec.resource_selectors:type_name -> meridian.v1.ResourceSelector
+	5,  // 5: meridian.v1.PropagationSpec.placement:type_name -> meridian.v1.Placement
+	3,  // 6: meridian.v1.PropagationSpec.failover:type_name -> meridian.v1.FailoverBehavior
+	27, // 7: meridian.v1.ResourceSelector.label_selector:type_name -> meridian.v1.LabelSelector
+	6,  // 8: meridian.v1.Placement.cluster_affinity:type_name -> meridian.v1.ClusterAffinity
+	7,  // 9: meridian.v1.Placement.cluster_affinities:type_name -> meridian.v1.ClusterAffinityTerm
+	28, // 10: meridian.v1.Placement.cluster_tolerations:type_name -> meridian.v1.Toleration
+	9,  // 11: meridian.v1.Placement.spread_constraints:type_name -> meridian.v1.SpreadConstraint
+	10, // 12: meridian.v1.Placement.replica_scheduling:type_name -> meridian.v1.ReplicaSchedulingStrategy
+	27, // 13: meridian.v1.ClusterAffinity.label_selector:type_name -> meridian.v1.LabelSelector
+	8,  // 14: meridian.v1.ClusterAffinity.field_selector:type_name -> meridian.v1.FieldSelector
+	27, // 15: meridian.v1.ClusterAffinityTerm.label_selector:type_name -> meridian.v1.LabelSelector
+	8,  // 16: meridian.v1.ClusterAffinityTerm.field_selector:type_name -> meridian.v1.FieldSelector
+	29, // 17: meridian.v1.FieldSelector.match_expressions:type_name -> meridian.v1.LabelSelectorRequirement
+	11, // 18: meridian.v1.ReplicaSchedulingStrategy.weight_preference:type_name -> meridian.v1.ClusterPreferences
+	16, // 19: meridian.v1.ClusterPreferences.static_weight_list:type_name -> meridian.v1.StaticClusterWeight
+	12, // 20: meridian.v1.ClusterPreferences.hierarchical_weights:type_name -> meridian.v1.HierarchicalWeights
+	13, // 21: meridian.v1.HierarchicalWeights.regions:type_name -> meridian.v1.RegionWeight
+	14, // 22: meridian.v1.RegionWeight.datacenters:type_name -> meridian.v1.DatacenterWeight
+	15, // 23: meridian.v1.DatacenterWeight.clusters:type_name -> meridian.v1.ClusterWeight
+	6,  // 24: meridian.v1.StaticClusterWeight.target_cluster:type_name -> meridian.v1.ClusterAffinity
+	26, // 25: meridian.v1.OverridePolicy.metadata:type_name -> meridian.v1.ObjectMeta
+	18, // 26: meridian.v1.OverridePolicy.spec:type_name -> meridian.v1.OverrideSpec
+	4,  // 27: meridian.v1.OverrideSpec.resource_selectors:type_name -> meridian.v1.ResourceSelector
+	19, // 28: meridian.v1.OverrideSpec.override_rules:type_name -> meridian.v1.RuleWithCluster
+	6,  // 29: meridian.v1.RuleWithCluster.target_cluster:type_name -> meridian.v1.ClusterAffinity
+	20, // 30: meridian.v1.RuleWithCluster.overriders:type_name -> meridian.v1.Overriders
+	21, // 31: meridian.v1.Overriders.image_overrider:type_name -> meridian.v1.ImageOverrider
+	22, // 32: meridian.v1.Overriders.command_overrider:type_name -> meridian.v1.CommandArgsOverrider
+	22, // 33: meridian.v1.Overriders.args_overrider:type_name -> meridian.v1.CommandArgsOverrider
+	23, // 34: meridian.v1.Overriders.labels_overrider:type_name -> meridian.v1.LabelAnnotationOverrider
+	23, // 35: meridian.v1.Overriders.annotations_overrider:type_name -> meridian.v1.LabelAnnotationOverrider
+	24, // 36: meridian.v1.Overriders.env_overrider:type_name -> meridian.v1.EnvOverrider
+	25, // 37: meridian.v1.LabelAnnotationOverrider.value:type_name -> meridian.v1.LabelAnnotationOverrider.ValueEntry
+	30, // 38: meridian.v1.EnvOverrider.value:type_name -> meridian.v1.EnvVar
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_policy_proto_init() }
@@ -1794,14 +1916,15 @@ func file_meridian_v1_policy_proto_init() {
 	}
 	file_meridian_v1_meta_proto_init()
 	file_meridian_v1_pod_proto_init()
-	file_meridian_v1_policy_proto_msgTypes[19].OneofWrappers = []any{}
+	file_meridian_v1_policy_proto_msgTypes[3].OneofWrappers = []any{}
+	file_meridian_v1_policy_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_policy_proto_rawDesc), len(file_meridian_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -26,6 +26,14 @@ func validatePropagationSpec(spec *meridianv1.PropagationSpec, fldPath *field.Pa
 	if pl := spec.GetPlacement(); pl != nil {
 		errs = append(errs, validatePlacement(pl, fldPath.Child("placement"))...)
 	}
+	if fo := spec.GetFailover(); fo != nil {
+		p := fldPath.Child("failover")
+		errs = append(errs, checkOneOf(p.Child("purgeMode"), fo.GetPurgeMode(), false, "Graciously", "Immediately")...)
+		errs = append(errs, checkOneOf(p.Child("failback"), fo.GetFailback(), false, "Automatic", "Manual")...)
+		errs = append(errs, checkOptionalNonNegative(p.Child("tolerationSeconds"), fo.TolerationSeconds)...)
+		errs = append(errs, checkOptionalNonNegative(p.Child("gracePeriodSeconds"), fo.GracePeriodSeconds)...)
+		errs = append(errs, checkOptionalNonNegative(p.Child("stabilizationSeconds"), fo.StabilizationSeconds)...)
+	}
 	return errs
 }
 
