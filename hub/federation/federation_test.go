@@ -139,7 +139,8 @@ func TestCordonAndTaints(t *testing.T) {
 	setSpec := func(mut func(*meridianv1.ClusterSpec)) {
 		cl := f.cluster("dc-b1")
 		mut(cl.Spec)
-		cl.Status = nil
+		// Unconditional: the hub writes the status (heartbeats) meanwhile.
+		cl.Status, cl.Metadata.ResourceVersion = nil, ""
 		if _, err := f.admin.Apply(ctx(t), &meridianv1.ApplyRequest{Object: &meridianv1.Object{Kind: &meridianv1.Object_Cluster{Cluster: cl}}}); err != nil {
 			t.Fatal(err)
 		}
