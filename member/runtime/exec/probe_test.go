@@ -20,12 +20,14 @@ func TestLivenessHTTPFailureRestarts(t *testing.T) {
 	c.LivenessProbe = &meridianv1.Probe{
 		HttpGet: &meridianv1.HTTPGetAction{Path: "/healthz", Port: namedPort("http")},
 		// Without a delay the probe fails while the server starts, and
-		// kills it: that is what initialDelaySeconds is for.
-		InitialDelaySeconds: 6,
+		// kills it: that is what initialDelaySeconds is for. 2 s: a loaded
+		// CI machine under -race took more than the 0.3 s this once was.
+		InitialDelaySeconds: 40,
 		PeriodSeconds:       1,
 		TimeoutSeconds:      40,
 		FailureThreshold:    3,
 	}
+	started := time.Now()
 	req := startPod(t, d, &meridianv1.PodSpec{Containers: []*meridianv1.Container{c}})
 	st := waitStatus(t, d, req.UID, 10*time.Second, "running", running)
 	firstPID := st.GetContainerStatuses()[0].GetPid()
@@ -33,8 +35,9 @@ func TestLivenessHTTPFailureRestarts(t *testing.T) {
 		code, _, err := httpGet("http://" + req.PodIP + ":18100/healthz")
 		return err == nil && code == 200, ""
 	})
-	// Healthy past the initial delay: no restart.
-	time.Sleep(500 * time.Millisecond)
+	// Healthy past the initial delay and a few periods: no restart. (A
+	// window in which nothing may happen, not a synchronisation.)
+	time.Sleep(time.Until(started.Add(2*time.Second + 300*time.Millisecond)))
 	if st, _ := d.Status(req.UID); st.GetContainerStatuses()[0].GetRestartCount() != 0 {
 		t.Fatalf("healthy container restarted: %s", describe(st))
 	}
