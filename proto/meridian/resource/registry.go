@@ -89,6 +89,7 @@ var kinds = []*Kind{
 	{Kind: "Job", Plural: "jobs", Namespaced: true, APIVersions: []string{"batch/v1"}, Order: 5, HasSpec: true},
 	{Kind: "CronJob", Plural: "cronjobs", Short: []string{"cj"}, Namespaced: true, APIVersions: []string{"batch/v1"}, Order: 5, HasSpec: true},
 	{Kind: "Pod", Plural: "pods", Short: []string{"po"}, Namespaced: true, APIVersions: []string{"v1"}, Order: 6, HasSpec: true},
+	{Kind: "Drill", Plural: "drills", Namespaced: false, APIVersions: []string{MeridianAPIVersion}, Order: 2, HasSpec: true},
 	{Kind: "ResourceBinding", Plural: "resourcebindings", Short: []string{"rb"}, Namespaced: true, APIVersions: []string{MeridianAPIVersion}, Order: 6, HasSpec: true},
 	{Kind: "Work", Plural: "works", Namespaced: true, APIVersions: []string{MeridianAPIVersion}, Order: 6, HasSpec: true},
 	{Kind: "Event", Plural: "events", Short: []string{"ev"}, Namespaced: true, APIVersions: []string{"v1"}, Order: 7},

@@ -155,6 +155,7 @@ type Object struct {
 	//	*Object_Work
 	//	*Object_ClusterPropagationPolicy
 	//	*Object_ResourceBinding
+	//	*Object_Drill
 	Kind          isObject_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -368,6 +369,15 @@ func (x *Object) GetResourceBinding() *ResourceBinding {
 	return nil
 }
 
+func (x *Object) GetDrill() *Drill {
+	if x != nil {
+		if x, ok := x.Kind.(*Object_Drill); ok {
+			return x.Drill
+		}
+	}
+	return nil
+}
+
 type isObject_Kind interface {
 	isObject_Kind()
 }
@@ -448,6 +458,10 @@ type Object_ResourceBinding struct {
 	ResourceBinding *ResourceBinding `protobuf:"bytes,19,opt,name=resource_binding,json=resourceBinding,proto3,oneof"`
 }
 
+type Object_Drill struct {
+	Drill *Drill `protobuf:"bytes,20,opt,name=drill,proto3,oneof"`
+}
+
 func (*Object_Namespace) isObject_Kind() {}
 
 func (*Object_Deployment) isObject_Kind() {}
@@ -485,6 +499,8 @@ func (*Object_Work) isObject_Kind() {}
 func (*Object_ClusterPropagationPolicy) isObject_Kind() {}
 
 func (*Object_ResourceBinding) isObject_Kind() {}
+
+func (*Object_Drill) isObject_Kind() {}
 
 // ApplyRequest carries the object to create or update.
 type ApplyRequest struct {
@@ -1212,7 +1228,7 @@ var File_meridian_v1_admin_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17meridian/v1/admin.proto\x12\vmeridian.v1\x1a\x19meridian/v1/binding.proto\x1a\x19meridian/v1/cluster.proto\x1a\x16meridian/v1/core.proto\x1a\x16meridian/v1/meta.proto\x1a\x15meridian/v1/pod.proto\x1a\x18meridian/v1/policy.proto\x1a\x16meridian/v1/work.proto\x1a\x1bmeridian/v1/workloads.proto\"\xcb\b\n" +
+	"\x17meridian/v1/admin.proto\x12\vmeridian.v1\x1a\x19meridian/v1/binding.proto\x1a\x19meridian/v1/cluster.proto\x1a\x16meridian/v1/core.proto\x1a\x17meridian/v1/drill.proto\x1a\x16meridian/v1/meta.proto\x1a\x15meridian/v1/pod.proto\x1a\x18meridian/v1/policy.proto\x1a\x16meridian/v1/work.proto\x1a\x1bmeridian/v1/workloads.proto\"\xf7\b\n" +
 	"\x06Object\x126\n" +
 	"\tnamespace\x18\x01 \x01(\v2\x16.meridian.v1.NamespaceH\x00R\tnamespace\x129\n" +
 	"\n" +
@@ -1238,7 +1254,8 @@ const file_meridian_v1_admin_proto_rawDesc = "" +
 	"replicaSet\x12'\n" +
 	"\x04work\x18\x11 \x01(\v2\x11.meridian.v1.WorkH\x00R\x04work\x12e\n" +
 	"\x1acluster_propagation_policy\x18\x12 \x01(\v2%.meridian.v1.ClusterPropagationPolicyH\x00R\x18clusterPropagationPolicy\x12I\n" +
-	"\x10resource_binding\x18\x13 \x01(\v2\x1c.meridian.v1.ResourceBindingH\x00R\x0fresourceBindingB\x06\n" +
+	"\x10resource_binding\x18\x13 \x01(\v2\x1c.meridian.v1.ResourceBindingH\x00R\x0fresourceBinding\x12*\n" +
+	"\x05drill\x18\x14 \x01(\v2\x12.meridian.v1.DrillH\x00R\x05drillB\x06\n" +
 	"\x04kind\"T\n" +
 	"\fApplyRequest\x12+\n" +
 	"\x06object\x18\x01 \x01(\v2\x13.meridian.v1.ObjectR\x06object\x12\x17\n" +
@@ -1353,9 +1370,10 @@ var file_meridian_v1_admin_proto_goTypes = []any{
 	(*ReplicaSet)(nil),               // 30: meridian.v1.ReplicaSet
 	(*ClusterPropagationPolicy)(nil), // 31: meridian.v1.ClusterPropagationPolicy
 	(*ResourceBinding)(nil),          // 32: meridian.v1.ResourceBinding
-	(*ObjectMeta)(nil),               // 33: meridian.v1.ObjectMeta
-	(*WorkStatus)(nil),               // 34: meridian.v1.WorkStatus
-	(*ObjectReference)(nil),          // 35: meridian.v1.ObjectReference
+	(*Drill)(nil),                    // 33: meridian.v1.Drill
+	(*ObjectMeta)(nil),               // 34: meridian.v1.ObjectMeta
+	(*WorkStatus)(nil),               // 35: meridian.v1.WorkStatus
+	(*ObjectReference)(nil),          // 36: meridian.v1.ObjectReference
 }
 var file_meridian_v1_admin_proto_depIdxs = []int32{
 	15, // 0: meridian.v1.Object.namespace:type_name -> meridian.v1.Namespace
@@ -1377,34 +1395,35 @@ var file_meridian_v1_admin_proto_depIdxs = []int32{
 	13, // 16: meridian.v1.Object.work:type_name -> meridian.v1.Work
 	31, // 17: meridian.v1.Object.cluster_propagation_policy:type_name -> meridian.v1.ClusterPropagationPolicy
 	32, // 18: meridian.v1.Object.resource_binding:type_name -> meridian.v1.ResourceBinding
-	2,  // 19: meridian.v1.ApplyRequest.object:type_name -> meridian.v1.Object
-	2,  // 20: meridian.v1.ApplyResponse.object:type_name -> meridian.v1.Object
-	0,  // 21: meridian.v1.ApplyResponse.result:type_name -> meridian.v1.ApplyResult
-	2,  // 22: meridian.v1.GetResponse.object:type_name -> meridian.v1.Object
-	2,  // 23: meridian.v1.ListResponse.items:type_name -> meridian.v1.Object
-	2,  // 24: meridian.v1.DeleteResponse.object:type_name -> meridian.v1.Object
-	1,  // 25: meridian.v1.WatchResponse.type:type_name -> meridian.v1.EventType
-	2,  // 26: meridian.v1.WatchResponse.object:type_name -> meridian.v1.Object
-	33, // 27: meridian.v1.Work.metadata:type_name -> meridian.v1.ObjectMeta
-	14, // 28: meridian.v1.Work.spec:type_name -> meridian.v1.WorkSpec
-	34, // 29: meridian.v1.Work.status:type_name -> meridian.v1.WorkStatus
-	2,  // 30: meridian.v1.WorkSpec.workload:type_name -> meridian.v1.Object
-	35, // 31: meridian.v1.WorkSpec.source:type_name -> meridian.v1.ObjectReference
-	3,  // 32: meridian.v1.AdminService.Apply:input_type -> meridian.v1.ApplyRequest
-	5,  // 33: meridian.v1.AdminService.Get:input_type -> meridian.v1.GetRequest
-	7,  // 34: meridian.v1.AdminService.List:input_type -> meridian.v1.ListRequest
-	9,  // 35: meridian.v1.AdminService.Delete:input_type -> meridian.v1.DeleteRequest
-	11, // 36: meridian.v1.AdminService.Watch:input_type -> meridian.v1.WatchRequest
-	4,  // 37: meridian.v1.AdminService.Apply:output_type -> meridian.v1.ApplyResponse
-	6,  // 38: meridian.v1.AdminService.Get:output_type -> meridian.v1.GetResponse
-	8,  // 39: meridian.v1.AdminService.List:output_type -> meridian.v1.ListResponse
-	10, // 40: meridian.v1.AdminService.Delete:output_type -> meridian.v1.DeleteResponse
-	12, // 41: meridian.v1.AdminService.Watch:output_type -> meridian.v1.WatchResponse
-	37, // [37:42] is the sub-list for method output_type
-	32, // [32:37] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	33, // 19: meridian.v1.Object.drill:type_name -> meridian.v1.Drill
+	2,  // 20: meridian.v1.ApplyRequest.object:type_name -> meridian.v1.Object
+	2,  // 21: meridian.v1.ApplyResponse.object:type_name -> meridian.v1.Object
+	0,  // 22: meridian.v1.ApplyResponse.result:type_name -> meridian.v1.ApplyResult
+	2,  // 23: meridian.v1.GetResponse.object:type_name -> meridian.v1.Object
+	2,  // 24: meridian.v1.ListResponse.items:type_name -> meridian.v1.Object
+	2,  // 25: meridian.v1.DeleteResponse.object:type_name -> meridian.v1.Object
+	1,  // 26: meridian.v1.WatchResponse.type:type_name -> meridian.v1.EventType
+	2,  // 27: meridian.v1.WatchResponse.object:type_name -> meridian.v1.Object
+	34, // 28: meridian.v1.Work.metadata:type_name -> meridian.v1.ObjectMeta
+	14, // 29: meridian.v1.Work.spec:type_name -> meridian.v1.WorkSpec
+	35, // 30: meridian.v1.Work.status:type_name -> meridian.v1.WorkStatus
+	2,  // 31: meridian.v1.WorkSpec.workload:type_name -> meridian.v1.Object
+	36, // 32: meridian.v1.WorkSpec.source:type_name -> meridian.v1.ObjectReference
+	3,  // 33: meridian.v1.AdminService.Apply:input_type -> meridian.v1.ApplyRequest
+	5,  // 34: meridian.v1.AdminService.Get:input_type -> meridian.v1.GetRequest
+	7,  // 35: meridian.v1.AdminService.List:input_type -> meridian.v1.ListRequest
+	9,  // 36: meridian.v1.AdminService.Delete:input_type -> meridian.v1.DeleteRequest
+	11, // 37: meridian.v1.AdminService.Watch:input_type -> meridian.v1.WatchRequest
+	4,  // 38: meridian.v1.AdminService.Apply:output_type -> meridian.v1.ApplyResponse
+	6,  // 39: meridian.v1.AdminService.Get:output_type -> meridian.v1.GetResponse
+	8,  // 40: meridian.v1.AdminService.List:output_type -> meridian.v1.ListResponse
+	10, // 41: meridian.v1.AdminService.Delete:output_type -> meridian.v1.DeleteResponse
+	12, // 42: meridian.v1.AdminService.Watch:output_type -> meridian.v1.WatchResponse
+	38, // [38:43] is the sub-list for method output_type
+	33, // [33:38] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_admin_proto_init() }
@@ -1415,6 +1434,7 @@ func file_meridian_v1_admin_proto_init() {
 	file_meridian_v1_binding_proto_init()
 	file_meridian_v1_cluster_proto_init()
 	file_meridian_v1_core_proto_init()
+	file_meridian_v1_drill_proto_init()
 	file_meridian_v1_meta_proto_init()
 	file_meridian_v1_pod_proto_init()
 	file_meridian_v1_policy_proto_init()
@@ -1440,6 +1460,7 @@ func file_meridian_v1_admin_proto_init() {
 		(*Object_Work)(nil),
 		(*Object_ClusterPropagationPolicy)(nil),
 		(*Object_ResourceBinding)(nil),
+		(*Object_Drill)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

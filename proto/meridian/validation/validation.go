@@ -105,6 +105,8 @@ func validateKind(obj resource.Object) field.ErrorList {
 		return validatePropagationSpec(o.GetSpec(), specPath)
 	case *meridianv1.OverridePolicy:
 		return validateOverrideSpec(o.GetSpec(), specPath)
+	case *meridianv1.Drill:
+		return validateDrillSpec(o.GetSpec(), specPath)
 	case *meridianv1.Event:
 		return validateEvent(o)
 	default:
