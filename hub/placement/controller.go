@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +31,12 @@ const (
 // AnnotationPolicyGeneration on a binding is the generation of the policy
 // it was placed with: a new generation re-places fresh, not steady.
 const AnnotationPolicyGeneration = "meridian.io/policy-generation"
+
+// AnnotationDrill on a binding names the drill (hub/drill) that holds it:
+// a planned or unplanned drill edits the binding's clusters itself, and
+// the controller leaves such a binding alone until the drill restores it
+// and removes the annotation (see docs/drills.md).
+const AnnotationDrill = "meridian.io/drill"
 
 // retryUnschedulable is the backstop retry of a placement that failed:
 // inputs changing retries it at once, this only covers inputs the
@@ -288,15 +293,7 @@ func Policies(pps, cpps *controller.Informer, ns string) []*Policy {
 }
 
 // Clusters is every cluster as placement sees it, sorted by name.
-func (c *Controller) Clusters() []*framework.Cluster {
-	objs := c.clusters.List("", nil)
-	out := make([]*framework.Cluster, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, ClusterInfo(o.(*meridianv1.Cluster)))
-	}
-	slices.SortFunc(out, func(a, b *framework.Cluster) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
+func (c *Controller) Clusters() []*framework.Cluster { return ClustersOf(c.clusters) }
 
 func (c *Controller) sync(ctx context.Context, key string) error {
 	parts := strings.SplitN(key, "/", 3)
@@ -330,19 +327,13 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if old != nil && old.GetSpec().GetResource().GetUid() != obj.GetMetadata().GetUid() {
 		old = nil // a binding of an earlier object of that name
 	}
+	if old != nil && old.GetMetadata().GetAnnotations()[AnnotationDrill] != "" {
+		return nil // a drill holds it; it re-places it when it lets go
+	}
 
 	policy := SelectPolicy(obj, c.policies(ns))
-	w := WorkloadInfo(obj)
-	snap := framework.Snapshot{Workload: w, Clusters: c.Clusters()}
-	if policy != nil {
-		snap.Placement = policy.Spec.GetPlacement()
-	}
-	if old != nil {
-		for _, t := range old.GetSpec().GetClusters() {
-			snap.Previous = append(snap.Previous, framework.Target{Cluster: t.GetName(), Replicas: t.GetReplicas()})
-		}
-		snap.Fresh = !samePolicy(old, policy)
-	}
+	snap := SnapshotFor(obj, policy, c.Clusters(), old)
+	w := snap.Workload
 	if policy == nil && !federation.IsWorkload(k) {
 		// Config and services no policy selects go everywhere, so that they
 		// are wherever their workloads land: the works controller sends
@@ -451,7 +442,29 @@ func (c *Controller) binding(obj resource.Object, k *resource.Kind, w *framework
 		}
 	}
 	b.Status.Conditions = []*meridianv1.Condition{cond}
+	if old != nil {
+		carryFailover(b, old)
+	}
 	return b
+}
+
+// carryFailover copies into next what failover and failback own in a
+// binding — evictions, failedOver records, the fencing epoch, the history
+// and the annotations other than the policy generation (a requested
+// failback) — so that a re-placement never drops them.
+func carryFailover(next, from *meridianv1.ResourceBinding) {
+	fs := from.GetSpec()
+	next.Spec.Evicting, next.Spec.FailedOver, next.Spec.FencingEpoch = fs.GetEvicting(), fs.GetFailedOver(), fs.GetFencingEpoch()
+	next.Status.History = from.GetStatus().GetHistory()
+	for k, v := range from.GetMetadata().GetAnnotations() {
+		if k == AnnotationPolicyGeneration {
+			continue
+		}
+		if next.Metadata.Annotations == nil {
+			next.Metadata.Annotations = map[string]string{}
+		}
+		next.Metadata.Annotations[k] = v
+	}
 }
 
 // write stores next if it differs from old in anything but times, and
@@ -474,12 +487,15 @@ func (c *Controller) write(ctx context.Context, old, next *meridianv1.ResourceBi
 		if !sameTargets(old, next) {
 			next.Status.LastScheduledTime = now
 		}
-		uid := old.GetMetadata().GetUid()
+		uid, gen := old.GetMetadata().GetUid(), old.GetMetadata().GetGeneration()
 		_, err := c.cfg.Store.Update(ctx, bindingKind, next.GetMetadata().GetNamespace(), next.GetMetadata().GetName(), func(o resource.Object) error {
 			b := o.(*meridianv1.ResourceBinding)
-			if b.GetMetadata().GetUid() != uid {
+			if b.GetMetadata().GetUid() != uid || b.GetMetadata().GetGeneration() != gen {
+				// Gone, or moved by failover since the cache was read: the
+				// sync is retried on the binding that is stored now.
 				return storage.ErrConflict
 			}
+			carryFailover(next, b)
 			b.Metadata.Labels, b.Metadata.Annotations = next.Metadata.Labels, next.Metadata.Annotations
 			b.Spec, b.Status = next.Spec, next.Status
 			return nil

@@ -1,10 +1,12 @@
 package placement
 
 import (
+	"slices"
 	"strings"
 
 	k8sresource "k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/policies/framework"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
@@ -96,3 +98,45 @@ func replicasOr1(p *int32) int32 {
 // BindingName is the name of the ResourceBinding of an object of kind
 // named name (in the object's namespace): "deployment.web".
 func BindingName(kind, name string) string { return strings.ToLower(kind) + "." + name }
+
+// SnapshotFor is the snapshot the placement controller places obj with:
+// the workload, the placement of its policy (nil: none selects it), the
+// clusters, and — when the object has a binding — the targets in force as
+// Previous (Fresh when the policy changed since) and the clusters failover
+// moved it off (the binding's failedOver, less those failback has made
+// targets again) as Failed, so that a re-placement does not bring
+// replicas back before failback does, nor take back what it moved.
+// Failover and failback build theirs with it too, then adjust Failed and
+// Fresh.
+func SnapshotFor(obj resource.Object, policy *Policy, clusters []*framework.Cluster, old *meridianv1.ResourceBinding) framework.Snapshot {
+	snap := framework.Snapshot{Workload: WorkloadInfo(obj), Clusters: clusters}
+	if policy != nil {
+		snap.Placement = policy.Spec.GetPlacement()
+	}
+	if old != nil {
+		for _, t := range old.GetSpec().GetClusters() {
+			snap.Previous = append(snap.Previous, framework.Target{Cluster: t.GetName(), Replicas: t.GetReplicas()})
+		}
+		snap.Fresh = !samePolicy(old, policy)
+		for _, fo := range old.GetSpec().GetFailedOver() {
+			// A failed-over cluster that is a target again is being failed
+			// back: it keeps what failback gave it.
+			if !slices.ContainsFunc(snap.Previous, func(t framework.Target) bool { return t.Cluster == fo.GetCluster() }) {
+				snap.Failed = append(snap.Failed, fo.GetCluster())
+			}
+		}
+	}
+	return snap
+}
+
+// ClustersOf is every cluster of a Cluster informer as placement sees
+// it, sorted by name.
+func ClustersOf(clusters *controller.Informer) []*framework.Cluster {
+	objs := clusters.List("", nil)
+	out := make([]*framework.Cluster, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, ClusterInfo(o.(*meridianv1.Cluster)))
+	}
+	slices.SortFunc(out, func(a, b *framework.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

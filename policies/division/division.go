@@ -28,8 +28,11 @@
 // A re-placement is steady (Snapshot.Previous set, Snapshot.Fresh not):
 // each candidate keeps what it runs, up to its capacity (a cluster that
 // left the candidates, or that the policy now weighs 0, keeps nothing);
-// then only the difference between what is kept and what is wanted moves,
-// towards the division a fresh placement would make (Rebalance). A scale
+// the replicas a cluster lost (failover's Snapshot.Failed, or any other
+// drop) go first to the candidates of its datacenter, then of its region
+// (see locality.go); then only the difference between what is kept and
+// what is wanted moves, towards the division a fresh placement would make
+// (Rebalance). A scale
 // up or down moves just the replicas added or removed, a lost cluster's
 // replicas alone move, and a new cluster gets nothing unless replicas are
 // missing. Fresh placements ignore Previous: the policy changed, so
@@ -227,6 +230,14 @@ func targetsOf(cands []candidate, counts []int32) []framework.Target {
 // clusters only grows when it must.
 func aggregate(s *framework.Snapshot, cands []candidate, replicas int32) ([]int32, *framework.Status) {
 	keep := steady(s)
+	near := make([]int, len(cands))
+	if keep {
+		kept := make([]int32, len(cands))
+		for i, c := range cands {
+			kept[i] = min(c.previous, c.capacity)
+		}
+		near = nearest(cands, lostReplicas(s, cands, kept))
+	}
 	order := make([]int, len(cands))
 	for i := range order {
 		order[i] = i
@@ -238,6 +249,7 @@ func aggregate(s *framework.Snapshot, cands []candidate, replicas int32) ([]int3
 			ran = cmp.Compare(min(cb.previous, 1), min(ca.previous, 1))
 		}
 		return cmp.Or(ran,
+			cmp.Compare(near[a], near[b]), // lost replicas stay near where they ran
 			cmp.Compare(cb.score, ca.score),
 			cmp.Compare(cb.capacity, ca.capacity),
 			cmp.Compare(ca.tiebreak, cb.tiebreak),

@@ -52,6 +52,15 @@ func weigh(s *framework.Snapshot, cands []candidate, replicas int32) ([]int32, *
 		}
 		tiebreak[i] = c.tiebreak
 	}
+	// Lost replicas go near where they ran first (locality.go); the rest of
+	// the difference moves towards the fresh division.
+	var have int64
+	for _, k := range kept {
+		have += int64(k)
+	}
+	if losses := lostReplicas(s, cands, kept); len(losses) > 0 {
+		kept = placeLocal(cands, kept, sch.weights, losses, int64(replicas)-have)
+	}
 	counts, err := Rebalance(kept, ideal, sch.weights, tiebreak)
 	if err != nil {
 		return nil, framework.AsStatus(fmt.Errorf("failed to keep the placement in force: %w", err))
