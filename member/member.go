@@ -23,6 +23,7 @@ import (
 	"github.com/meridian-fed/meridian/member/controller/job"
 	"github.com/meridian-fed/meridian/member/controller/replicaset"
 	"github.com/meridian-fed/meridian/member/controller/statefulset"
+	"github.com/meridian-fed/meridian/member/fence"
 	"github.com/meridian-fed/meridian/member/hubsync"
 	"github.com/meridian-fed/meridian/member/runtime"
 	"github.com/meridian-fed/meridian/member/runtime/exec"
@@ -48,6 +49,7 @@ type Member struct {
 	api   *apiserver.Server
 	sim   *sim.Engine     // nil with the exec runtime
 	sync  *hubsync.Client // nil when standalone
+	lease *hubsync.Lease  // the singleton lease; nil when standalone
 	gsp   *gossip.Gossip  // nil without gossip
 
 	agents map[string]*agent.Agent // by node name; fixed after Start
@@ -124,15 +126,29 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Member, err er
 	if err != nil {
 		return nil, err
 	}
+	// With a hub, singleton pods run only under the member's lease
+	// (docs/failover.md, "Fencing").
+	var gate agent.Gate
+	if cfg.Hub != "" {
+		m.lease = hubsync.NewLease(hubsync.LeaseConfig{})
+		gate = fence.New(m.lease, inf)
+	}
 	for _, n := range cfg.nodes() {
 		a, err := agent.New(agent.Config{
-			Node: n, Store: m.store, Informers: inf, IPAM: addrs, Recorder: rec, Log: log, ServiceEnv: svcs.Env,
+			Node: n, Store: m.store, Informers: inf, IPAM: addrs, Recorder: rec, Log: log, ServiceEnv: svcs.Env, Gate: gate,
 			NewDriver: func(onChange runtime.ChangeFunc) (runtime.Driver, error) { return newDriver(n.Name, onChange) },
 		})
 		if err != nil {
 			return nil, err
 		}
 		m.agents[n.Name] = a
+	}
+	if g, ok := gate.(*fence.Gate); ok {
+		runs := make([]func(func(*meridianv1.Pod) bool) bool, 0, len(m.agents))
+		for _, a := range m.agents {
+			runs = append(runs, a.RunsAny)
+		}
+		m.lease.SetEnforcer(func(floors map[string]int64) map[string]int64 { return g.Enforced(floors, runs) })
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -175,7 +191,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Member, err er
 			APIEndpoint: m.api.GRPCAddr(), Version: version.Version,
 			JoinToken: cfg.JoinToken, CAPin: cfg.HubCAPin, CAFile: cfg.HubCAFile,
 			StateDir: filepath.Join(cfg.DataDir, "hub"), Store: m.store, Informers: inf,
-			HeartbeatInterval: cfg.HeartbeatInterval, Registry: reg, Log: log,
+			HeartbeatInterval: cfg.HeartbeatInterval, Lease: m.lease, Registry: reg, Log: log,
 		})
 		if err != nil {
 			return nil, err
@@ -308,6 +324,9 @@ func (m *Member) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.lease != nil {
+		m.lease.Stop()
+	}
 	if len(m.agents) > 0 && m.cancel == nil {
 		// Start failed before running the agents: their drivers still need closing.
 		for _, a := range m.agents {

@@ -72,6 +72,10 @@ type Config struct {
 	// ServiceEnv, if set, returns the Service environment variables of a
 	// pod in namespace, read as the pod starts (PodRequest.Env).
 	ServiceEnv func(ctx context.Context, namespace string) []string
+	// Gate, if set, may forbid pods to run (singleton fencing): the agent
+	// stops a pod it forbids and does not start it again until it allows
+	// it.
+	Gate Gate
 }
 
 // Agent runs the pods of one node.
@@ -88,6 +92,11 @@ type Agent struct {
 	ctrl     *controller.Controller
 	// serviceEnv is Config.ServiceEnv.
 	serviceEnv func(ctx context.Context, namespace string) []string
+	gate       Gate // nil: every pod may run
+	// gateMu is held for reading from a pod's Allow to its start (or
+	// stop), and taken for writing by RunsAny: once RunsAny holds it, no
+	// start decided under older gate answers is still under way.
+	gateMu sync.RWMutex
 
 	mu sync.Mutex
 	// running maps a pod key (namespace/name) to the UID the driver runs
@@ -127,6 +136,7 @@ func New(cfg Config) (*Agent, error) {
 		byUID:    map[string]string{},
 	}
 	a.serviceEnv = cfg.ServiceEnv
+	a.gate = cfg.Gate
 	d, err := cfg.NewDriver(a.onDriverChange)
 	if err != nil {
 		return nil, fmt.Errorf("failed to start the runtime for node %s: %w", cfg.Node.Name, err)
@@ -157,6 +167,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.cms.AddHandler(waiting)
 	a.secrets.AddHandler(waiting)
+	if a.gate != nil {
+		a.gate.Subscribe(a.requeueAll)
+	}
 	return a, nil
 }
 
@@ -274,6 +287,13 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		return nil
 	}
 
+	if a.gate != nil {
+		a.gateMu.RLock()
+		defer a.gateMu.RUnlock()
+		if ok, reason := a.gate.Allow(pod); !ok {
+			return a.fence(ctx, key, pod, cur, isRunning, reason)
+		}
+	}
 	if !isRunning {
 		if ph := pod.GetStatus().GetPhase(); ph == runtime.PhaseSucceeded || ph == runtime.PhaseFailed {
 			return nil // finished before (perhaps before an agent restart): never run again

@@ -104,6 +104,14 @@ type hubStream struct {
 	acks       []int64
 	reports    []*meridianv1.StatusReport
 	heartbeats []*meridianv1.Heartbeat
+	renewals   []renewal
+}
+
+// renewal is a lease renewal the hub received, and when.
+type renewal struct {
+	seq    int64
+	at     time.Time
+	fenced map[string]int64
 }
 
 func (h *testHub) Sync(stream grpc.BidiStreamingServer[meridianv1.SyncRequest, meridianv1.SyncResponse]) error {
@@ -172,6 +180,8 @@ func (s *hubStream) record(m *meridianv1.SyncRequest) {
 		s.reports = append(s.reports, m.Status)
 	case *meridianv1.SyncRequest_Heartbeat:
 		s.heartbeats = append(s.heartbeats, m.Heartbeat)
+	case *meridianv1.SyncRequest_LeaseRenewal:
+		s.renewals = append(s.renewals, renewal{seq: m.LeaseRenewal.GetSeq(), at: time.Now(), fenced: m.LeaseRenewal.GetFenced()})
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,6 +101,10 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms
 	// and 5s); it doubles after every failed attempt, with jitter.
 	MinBackoff, MaxBackoff time.Duration
+	// Lease, if set, is the member's singleton lease: the client asks the
+	// hub for it in every hello and, once the hub grants it, renews it on
+	// the stream (docs/failover.md, "Fencing"). Nil: no leases.
+	Lease *Lease
 	// Registry, if set, gets the client's metrics.
 	Registry prometheus.Registerer
 	// Log is the logger (default slog.Default()).
@@ -157,6 +162,24 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.m.revision.Set(float64(st.Revision))
 	c.track = newTracker(cfg.Cluster, cfg.Store, c.log)
+	if l := cfg.Lease; l != nil {
+		var held atomic.Bool
+		l.Subscribe(func() {
+			now := l.Held()
+			if now {
+				c.m.leaseHeld.Set(1)
+			} else {
+				c.m.leaseHeld.Set(0)
+			}
+			if held.Swap(now) != now {
+				if now {
+					c.log.Info("holding the singleton lease", "remaining", l.Remaining())
+				} else {
+					c.log.Warn("lost the singleton lease: singleton pods stop until the hub grants it again")
+				}
+			}
+		})
+	}
 	return c, nil
 }
 
@@ -292,6 +315,7 @@ type metrics struct {
 	revision   prometheus.Gauge
 	reconnects prometheus.Counter
 	applied    *prometheus.CounterVec
+	leaseHeld  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -312,6 +336,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "meridian_member_sync_applied_total",
 			Help: "Works the member applied, by result: created, configured, unchanged, deleted, failed.",
 		}, []string{"result"}),
+		leaseHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meridian_member_lease_held",
+			Help: "1 while the member holds its singleton lease from the hub (its singleton pods may run).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -321,6 +349,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.revision = register(reg, m.revision, &err)
 	m.reconnects = register(reg, m.reconnects, &err)
 	m.applied = register(reg, m.applied, &err)
+	m.leaseHeld = register(reg, m.leaseHeld, &err)
 	if err != nil {
 		return nil, fmt.Errorf("failed to register the hub sync metrics: %w", err)
 	}

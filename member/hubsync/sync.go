@@ -99,6 +99,9 @@ type session struct {
 	failOnce  sync.Once   // the first error ends the session
 	failErr   error       // set by failOnce
 	cancel    func()      // ends the session's context
+
+	leaseOnce sync.Once     // closes leased
+	leased    chan struct{} // closed on the first lease grant
 }
 
 // run opens the stream and serves it until it fails or ctx ends.
@@ -127,6 +130,10 @@ func (s *session) run(ctx context.Context) error {
 	}
 	st := c.synced()
 	hello := &meridianv1.SyncHello{Cluster: c.cfg.Cluster, HubId: st.HubID, Revision: st.Revision, Version: c.cfg.Version, ApiEndpoint: c.cfg.APIEndpoint}
+	s.leased = make(chan struct{})
+	if c.cfg.Lease != nil {
+		hello.LeaseSeq = c.cfg.Lease.next()
+	}
 	if err := s.send(&meridianv1.SyncRequest{Message: &meridianv1.SyncRequest_Hello{Hello: hello}}); err != nil {
 		// The hub's reason, if it gave one, is in Recv's error.
 		if _, rerr := s.stream.Recv(); rerr != nil {
@@ -139,7 +146,7 @@ func (s *session) run(ctx context.Context) error {
 	c.log.Info("connected to the hub", "cluster", c.cfg.Cluster, "hub_id", st.HubID, "revision", st.Revision)
 
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context) error{s.heartbeatLoop, s.statusLoop} {
+	for _, loop := range []func(context.Context) error{s.heartbeatLoop, s.statusLoop, s.renewLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -241,6 +248,10 @@ func (s *session) recvLoop(ctx context.Context) error {
 			c.log.Debug("applied the hub's changes", "revision", m.Changes.GetRevision(), "changes", len(m.Changes.GetChanges()),
 				"created", stats.created, "configured", stats.configured, "unchanged", stats.unchanged,
 				"deleted", stats.deleted, "failed", stats.failed)
+		case *meridianv1.SyncResponse_LeaseGrant:
+			if c.cfg.Lease != nil && c.cfg.Lease.Granted(m.LeaseGrant) {
+				s.leaseOnce.Do(func() { close(s.leased) })
+			}
 		default:
 			c.log.Debug("ignoring a message of an unknown kind from the hub")
 		}

@@ -201,6 +201,7 @@ type SyncRequest struct {
 	//	*SyncRequest_Ack
 	//	*SyncRequest_Status
 	//	*SyncRequest_Heartbeat
+	//	*SyncRequest_LeaseRenewal
 	Message       isSyncRequest_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -279,6 +280,15 @@ func (x *SyncRequest) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *SyncRequest) GetLeaseRenewal() *LeaseRenewal {
+	if x != nil {
+		if x, ok := x.Message.(*SyncRequest_LeaseRenewal); ok {
+			return x.LeaseRenewal
+		}
+	}
+	return nil
+}
+
 type isSyncRequest_Message interface {
 	isSyncRequest_Message()
 }
@@ -299,6 +309,12 @@ type SyncRequest_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
 
+type SyncRequest_LeaseRenewal struct {
+	// lease_renewal asks the hub to extend the member's lease; a member
+	// sends one only once the hub has answered its hello with a LeaseGrant.
+	LeaseRenewal *LeaseRenewal `protobuf:"bytes,5,opt,name=lease_renewal,json=leaseRenewal,proto3,oneof"`
+}
+
 func (*SyncRequest_Hello) isSyncRequest_Message() {}
 
 func (*SyncRequest_Ack) isSyncRequest_Message() {}
@@ -306,6 +322,8 @@ func (*SyncRequest_Ack) isSyncRequest_Message() {}
 func (*SyncRequest_Status) isSyncRequest_Message() {}
 
 func (*SyncRequest_Heartbeat) isSyncRequest_Message() {}
+
+func (*SyncRequest_LeaseRenewal) isSyncRequest_Message() {}
 
 // SyncHello opens a Sync stream.
 type SyncHello struct {
@@ -315,10 +333,14 @@ type SyncHello struct {
 	// hub_id and revision are the last hub revision the member applied and the
 	// hub it came from. A revision of 0, another hub_id, a revision the hub
 	// has compacted or one it has not reached get a snapshot.
-	HubId         string `protobuf:"bytes,2,opt,name=hub_id,json=hubId,proto3" json:"hub_id,omitempty"`
-	Revision      int64  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
-	Version       string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	ApiEndpoint   string `protobuf:"bytes,5,opt,name=api_endpoint,json=apiEndpoint,proto3" json:"api_endpoint,omitempty"`
+	HubId       string `protobuf:"bytes,2,opt,name=hub_id,json=hubId,proto3" json:"hub_id,omitempty"`
+	Revision    int64  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	Version     string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	ApiEndpoint string `protobuf:"bytes,5,opt,name=api_endpoint,json=apiEndpoint,proto3" json:"api_endpoint,omitempty"`
+	// lease_seq, when not 0, is the member's first lease renewal: a hub that
+	// grants leases answers with a LeaseGrant of this seq (older hubs ignore
+	// it, and the member then never sends LeaseRenewal).
+	LeaseSeq      int64 `protobuf:"varint,6,opt,name=lease_seq,json=leaseSeq,proto3" json:"lease_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,6 +408,13 @@ func (x *SyncHello) GetApiEndpoint() string {
 		return x.ApiEndpoint
 	}
 	return ""
+}
+
+func (x *SyncHello) GetLeaseSeq() int64 {
+	if x != nil {
+		return x.LeaseSeq
+	}
+	return 0
 }
 
 // SyncAck says the member has applied (and persisted) everything up to a
@@ -637,6 +666,7 @@ type SyncResponse struct {
 	//
 	//	*SyncResponse_Snapshot
 	//	*SyncResponse_Changes
+	//	*SyncResponse_LeaseGrant
 	Message       isSyncResponse_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -697,6 +727,15 @@ func (x *SyncResponse) GetChanges() *SyncChanges {
 	return nil
 }
 
+func (x *SyncResponse) GetLeaseGrant() *LeaseGrant {
+	if x != nil {
+		if x, ok := x.Message.(*SyncResponse_LeaseGrant); ok {
+			return x.LeaseGrant
+		}
+	}
+	return nil
+}
+
 type isSyncResponse_Message interface {
 	isSyncResponse_Message()
 }
@@ -709,9 +748,156 @@ type SyncResponse_Changes struct {
 	Changes *SyncChanges `protobuf:"bytes,2,opt,name=changes,proto3,oneof"`
 }
 
+type SyncResponse_LeaseGrant struct {
+	LeaseGrant *LeaseGrant `protobuf:"bytes,3,opt,name=lease_grant,json=leaseGrant,proto3,oneof"`
+}
+
 func (*SyncResponse_Snapshot) isSyncResponse_Message() {}
 
 func (*SyncResponse_Changes) isSyncResponse_Message() {}
+
+func (*SyncResponse_LeaseGrant) isSyncResponse_Message() {}
+
+// LeaseRenewal asks the hub to extend the member's lease, which covers every
+// singleton workload (a StatefulSet, or a workload annotated
+// meridian.io/singleton: "true") the member runs. See docs/failover.md,
+// "Fencing".
+type LeaseRenewal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq numbers the renewal; the member remembers when it sent it and the
+	// hub echoes it in the LeaseGrant.
+	Seq int64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// fenced are the epoch floors (LeaseGrant.min_epochs) the member
+	// enforces: no pod of the workload with a lower fencing epoch runs on
+	// it any more. The hub lets a singleton move off a cluster whose lease
+	// still holds (a failback, a planned move) once the cluster reports it
+	// fenced this way.
+	Fenced        map[string]int64 `protobuf:"bytes,2,rep,name=fenced,proto3" json:"fenced,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRenewal) Reset() {
+	*x = LeaseRenewal{}
+	mi := &file_meridian_v1_federation_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRenewal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRenewal) ProtoMessage() {}
+
+func (x *LeaseRenewal) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_federation_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRenewal.ProtoReflect.Descriptor instead.
+func (*LeaseRenewal) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LeaseRenewal) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LeaseRenewal) GetFenced() map[string]int64 {
+	if x != nil {
+		return x.Fenced
+	}
+	return nil
+}
+
+// LeaseGrant extends the member's lease: it holds for duration_ms, counted
+// by the member from the moment it sent the renewal (or hello) numbered
+// seq. The hub treats the lease as held until it received that renewal plus
+// duration_ms plus its safety margin, and records as much in etcd before it
+// sends the grant.
+type LeaseGrant struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Seq        int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	DurationMs int64                  `protobuf:"varint,2,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// min_epochs are the workloads ("namespace/Kind/name") the hub has
+	// fenced off this cluster: a copy may run here only with a fencing epoch
+	// (MERIDIAN_FENCING_EPOCH) at least this high. A workload not listed has
+	// no floor.
+	MinEpochs map[string]int64 `protobuf:"bytes,3,rep,name=min_epochs,json=minEpochs,proto3" json:"min_epochs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// renew_interval_ms is how often the hub would like renewals.
+	RenewIntervalMs int64 `protobuf:"varint,4,opt,name=renew_interval_ms,json=renewIntervalMs,proto3" json:"renew_interval_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LeaseGrant) Reset() {
+	*x = LeaseGrant{}
+	mi := &file_meridian_v1_federation_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrant) ProtoMessage() {}
+
+func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_federation_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
+func (*LeaseGrant) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LeaseGrant) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LeaseGrant) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *LeaseGrant) GetMinEpochs() map[string]int64 {
+	if x != nil {
+		return x.MinEpochs
+	}
+	return nil
+}
+
+func (x *LeaseGrant) GetRenewIntervalMs() int64 {
+	if x != nil {
+		return x.RenewIntervalMs
+	}
+	return 0
+}
 
 // SyncSnapshot is every work of the member at a revision, in chunks. The
 // member applies it once the last chunk has arrived, deletes what it holds
@@ -729,7 +915,7 @@ type SyncSnapshot struct {
 
 func (x *SyncSnapshot) Reset() {
 	*x = SyncSnapshot{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[9]
+	mi := &file_meridian_v1_federation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +927,7 @@ func (x *SyncSnapshot) String() string {
 func (*SyncSnapshot) ProtoMessage() {}
 
 func (x *SyncSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[9]
+	mi := &file_meridian_v1_federation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +940,7 @@ func (x *SyncSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncSnapshot.ProtoReflect.Descriptor instead.
 func (*SyncSnapshot) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SyncSnapshot) GetHubId() string {
@@ -797,7 +983,7 @@ type SyncChanges struct {
 
 func (x *SyncChanges) Reset() {
 	*x = SyncChanges{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[10]
+	mi := &file_meridian_v1_federation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +995,7 @@ func (x *SyncChanges) String() string {
 func (*SyncChanges) ProtoMessage() {}
 
 func (x *SyncChanges) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[10]
+	mi := &file_meridian_v1_federation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +1008,7 @@ func (x *SyncChanges) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncChanges.ProtoReflect.Descriptor instead.
 func (*SyncChanges) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SyncChanges) GetRevision() int64 {
@@ -852,7 +1038,7 @@ type WorkChange struct {
 
 func (x *WorkChange) Reset() {
 	*x = WorkChange{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[11]
+	mi := &file_meridian_v1_federation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1050,7 @@ func (x *WorkChange) String() string {
 func (*WorkChange) ProtoMessage() {}
 
 func (x *WorkChange) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[11]
+	mi := &file_meridian_v1_federation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1063,7 @@ func (x *WorkChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkChange.ProtoReflect.Descriptor instead.
 func (*WorkChange) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WorkChange) GetWork() *Work {
@@ -916,7 +1102,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[12]
+	mi := &file_meridian_v1_federation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1114,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[12]
+	mi := &file_meridian_v1_federation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1127,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateJoinTokenRequest) GetTtlSeconds() int64 {
@@ -985,7 +1171,7 @@ type CreateJoinTokenResponse struct {
 
 func (x *CreateJoinTokenResponse) Reset() {
 	*x = CreateJoinTokenResponse{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[13]
+	mi := &file_meridian_v1_federation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1183,7 @@ func (x *CreateJoinTokenResponse) String() string {
 func (*CreateJoinTokenResponse) ProtoMessage() {}
 
 func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[13]
+	mi := &file_meridian_v1_federation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1196,7 @@ func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateJoinTokenResponse) GetToken() string {
@@ -1043,7 +1229,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[14]
+	mi := &file_meridian_v1_federation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1241,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[14]
+	mi := &file_meridian_v1_federation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1254,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{16}
 }
 
 // ListJoinTokensResponse lists join tokens.
@@ -1081,7 +1267,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[15]
+	mi := &file_meridian_v1_federation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1279,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[15]
+	mi := &file_meridian_v1_federation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1292,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{15}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinTokenInfo {
@@ -1132,7 +1318,7 @@ type JoinTokenInfo struct {
 
 func (x *JoinTokenInfo) Reset() {
 	*x = JoinTokenInfo{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[16]
+	mi := &file_meridian_v1_federation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1330,7 @@ func (x *JoinTokenInfo) String() string {
 func (*JoinTokenInfo) ProtoMessage() {}
 
 func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[16]
+	mi := &file_meridian_v1_federation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1343,7 @@ func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenInfo.ProtoReflect.Descriptor instead.
 func (*JoinTokenInfo) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{16}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinTokenInfo) GetId() string {
@@ -1219,7 +1405,7 @@ type RevokeJoinTokenRequest struct {
 
 func (x *RevokeJoinTokenRequest) Reset() {
 	*x = RevokeJoinTokenRequest{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[17]
+	mi := &file_meridian_v1_federation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1417,7 @@ func (x *RevokeJoinTokenRequest) String() string {
 func (*RevokeJoinTokenRequest) ProtoMessage() {}
 
 func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[17]
+	mi := &file_meridian_v1_federation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1430,7 @@ func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{17}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeJoinTokenRequest) GetId() string {
@@ -1263,7 +1449,7 @@ type RevokeJoinTokenResponse struct {
 
 func (x *RevokeJoinTokenResponse) Reset() {
 	*x = RevokeJoinTokenResponse{}
-	mi := &file_meridian_v1_federation_proto_msgTypes[18]
+	mi := &file_meridian_v1_federation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1461,7 @@ func (x *RevokeJoinTokenResponse) String() string {
 func (*RevokeJoinTokenResponse) ProtoMessage() {}
 
 func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_federation_proto_msgTypes[18]
+	mi := &file_meridian_v1_federation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1474,7 @@ func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{18}
+	return file_meridian_v1_federation_proto_rawDescGZIP(), []int{20}
 }
 
 var File_meridian_v1_federation_proto protoreflect.FileDescriptor
@@ -1313,19 +1499,21 @@ const file_meridian_v1_federation_proto_rawDesc = "" +
 	"\fJoinResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x0e\n" +
 	"\x02ca\x18\x02 \x01(\fR\x02ca\x12\x15\n" +
-	"\x06hub_id\x18\x03 \x01(\tR\x05hubId\"\xdf\x01\n" +
+	"\x06hub_id\x18\x03 \x01(\tR\x05hubId\"\xa1\x02\n" +
 	"\vSyncRequest\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.meridian.v1.SyncHelloH\x00R\x05hello\x12(\n" +
 	"\x03ack\x18\x02 \x01(\v2\x14.meridian.v1.SyncAckH\x00R\x03ack\x123\n" +
 	"\x06status\x18\x03 \x01(\v2\x19.meridian.v1.StatusReportH\x00R\x06status\x126\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x16.meridian.v1.HeartbeatH\x00R\theartbeatB\t\n" +
-	"\amessage\"\x95\x01\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x16.meridian.v1.HeartbeatH\x00R\theartbeat\x12@\n" +
+	"\rlease_renewal\x18\x05 \x01(\v2\x19.meridian.v1.LeaseRenewalH\x00R\fleaseRenewalB\t\n" +
+	"\amessage\"\xb2\x01\n" +
 	"\tSyncHello\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x15\n" +
 	"\x06hub_id\x18\x02 \x01(\tR\x05hubId\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x12!\n" +
-	"\fapi_endpoint\x18\x05 \x01(\tR\vapiEndpoint\"%\n" +
+	"\fapi_endpoint\x18\x05 \x01(\tR\vapiEndpoint\x12\x1b\n" +
+	"\tlease_seq\x18\x06 \x01(\x03R\bleaseSeq\"%\n" +
 	"\aSyncAck\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\"W\n" +
 	"\fStatusReport\x123\n" +
@@ -1350,11 +1538,30 @@ const file_meridian_v1_federation_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
 	"\x0eAvailableEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc4\x01\n" +
 	"\fSyncResponse\x127\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x19.meridian.v1.SyncSnapshotH\x00R\bsnapshot\x124\n" +
-	"\achanges\x18\x02 \x01(\v2\x18.meridian.v1.SyncChangesH\x00R\achangesB\t\n" +
-	"\amessage\"~\n" +
+	"\achanges\x18\x02 \x01(\v2\x18.meridian.v1.SyncChangesH\x00R\achanges\x12:\n" +
+	"\vlease_grant\x18\x03 \x01(\v2\x17.meridian.v1.LeaseGrantH\x00R\n" +
+	"leaseGrantB\t\n" +
+	"\amessage\"\x9a\x01\n" +
+	"\fLeaseRenewal\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12=\n" +
+	"\x06fenced\x18\x02 \x03(\v2%.meridian.v1.LeaseRenewal.FencedEntryR\x06fenced\x1a9\n" +
+	"\vFencedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf0\x01\n" +
+	"\n" +
+	"LeaseGrant\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x1f\n" +
+	"\vduration_ms\x18\x02 \x01(\x03R\n" +
+	"durationMs\x12E\n" +
+	"\n" +
+	"min_epochs\x18\x03 \x03(\v2&.meridian.v1.LeaseGrant.MinEpochsEntryR\tminEpochs\x12*\n" +
+	"\x11renew_interval_ms\x18\x04 \x01(\x03R\x0frenewIntervalMs\x1a<\n" +
+	"\x0eMinEpochsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"~\n" +
 	"\fSyncSnapshot\x12\x15\n" +
 	"\x06hub_id\x18\x01 \x01(\tR\x05hubId\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12'\n" +
@@ -1413,7 +1620,7 @@ func file_meridian_v1_federation_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_federation_proto_rawDescData
 }
 
-var file_meridian_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_meridian_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_meridian_v1_federation_proto_goTypes = []any{
 	(*JoinRequest)(nil),             // 0: meridian.v1.JoinRequest
 	(*JoinResponse)(nil),            // 1: meridian.v1.JoinResponse
@@ -1424,59 +1631,67 @@ var file_meridian_v1_federation_proto_goTypes = []any{
 	(*WorkStatusReport)(nil),        // 6: meridian.v1.WorkStatusReport
 	(*Heartbeat)(nil),               // 7: meridian.v1.Heartbeat
 	(*SyncResponse)(nil),            // 8: meridian.v1.SyncResponse
-	(*SyncSnapshot)(nil),            // 9: meridian.v1.SyncSnapshot
-	(*SyncChanges)(nil),             // 10: meridian.v1.SyncChanges
-	(*WorkChange)(nil),              // 11: meridian.v1.WorkChange
-	(*CreateJoinTokenRequest)(nil),  // 12: meridian.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil), // 13: meridian.v1.CreateJoinTokenResponse
-	(*ListJoinTokensRequest)(nil),   // 14: meridian.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),  // 15: meridian.v1.ListJoinTokensResponse
-	(*JoinTokenInfo)(nil),           // 16: meridian.v1.JoinTokenInfo
-	(*RevokeJoinTokenRequest)(nil),  // 17: meridian.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil), // 18: meridian.v1.RevokeJoinTokenResponse
-	nil,                             // 19: meridian.v1.JoinRequest.LabelsEntry
-	nil,                             // 20: meridian.v1.Heartbeat.CapacityEntry
-	nil,                             // 21: meridian.v1.Heartbeat.AllocatableEntry
-	nil,                             // 22: meridian.v1.Heartbeat.AvailableEntry
-	(*WorkStatus)(nil),              // 23: meridian.v1.WorkStatus
-	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
-	(*Work)(nil),                    // 25: meridian.v1.Work
+	(*LeaseRenewal)(nil),            // 9: meridian.v1.LeaseRenewal
+	(*LeaseGrant)(nil),              // 10: meridian.v1.LeaseGrant
+	(*SyncSnapshot)(nil),            // 11: meridian.v1.SyncSnapshot
+	(*SyncChanges)(nil),             // 12: meridian.v1.SyncChanges
+	(*WorkChange)(nil),              // 13: meridian.v1.WorkChange
+	(*CreateJoinTokenRequest)(nil),  // 14: meridian.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil), // 15: meridian.v1.CreateJoinTokenResponse
+	(*ListJoinTokensRequest)(nil),   // 16: meridian.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),  // 17: meridian.v1.ListJoinTokensResponse
+	(*JoinTokenInfo)(nil),           // 18: meridian.v1.JoinTokenInfo
+	(*RevokeJoinTokenRequest)(nil),  // 19: meridian.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil), // 20: meridian.v1.RevokeJoinTokenResponse
+	nil,                             // 21: meridian.v1.JoinRequest.LabelsEntry
+	nil,                             // 22: meridian.v1.Heartbeat.CapacityEntry
+	nil,                             // 23: meridian.v1.Heartbeat.AllocatableEntry
+	nil,                             // 24: meridian.v1.Heartbeat.AvailableEntry
+	nil,                             // 25: meridian.v1.LeaseRenewal.FencedEntry
+	nil,                             // 26: meridian.v1.LeaseGrant.MinEpochsEntry
+	(*WorkStatus)(nil),              // 27: meridian.v1.WorkStatus
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
+	(*Work)(nil),                    // 29: meridian.v1.Work
 }
 var file_meridian_v1_federation_proto_depIdxs = []int32{
-	19, // 0: meridian.v1.JoinRequest.labels:type_name -> meridian.v1.JoinRequest.LabelsEntry
+	21, // 0: meridian.v1.JoinRequest.labels:type_name -> meridian.v1.JoinRequest.LabelsEntry
 	3,  // 1: meridian.v1.SyncRequest.hello:type_name -> meridian.v1.SyncHello
 	4,  // 2: meridian.v1.SyncRequest.ack:type_name -> meridian.v1.SyncAck
 	5,  // 3: meridian.v1.SyncRequest.status:type_name -> meridian.v1.StatusReport
 	7,  // 4: meridian.v1.SyncRequest.heartbeat:type_name -> meridian.v1.Heartbeat
-	6,  // 5: meridian.v1.StatusReport.works:type_name -> meridian.v1.WorkStatusReport
-	23, // 6: meridian.v1.WorkStatusReport.status:type_name -> meridian.v1.WorkStatus
-	24, // 7: meridian.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	20, // 8: meridian.v1.Heartbeat.capacity:type_name -> meridian.v1.Heartbeat.CapacityEntry
-	21, // 9: meridian.v1.Heartbeat.allocatable:type_name -> meridian.v1.Heartbeat.AllocatableEntry
-	22, // 10: meridian.v1.Heartbeat.available:type_name -> meridian.v1.Heartbeat.AvailableEntry
-	9,  // 11: meridian.v1.SyncResponse.snapshot:type_name -> meridian.v1.SyncSnapshot
-	10, // 12: meridian.v1.SyncResponse.changes:type_name -> meridian.v1.SyncChanges
-	25, // 13: meridian.v1.SyncSnapshot.works:type_name -> meridian.v1.Work
-	11, // 14: meridian.v1.SyncChanges.changes:type_name -> meridian.v1.WorkChange
-	25, // 15: meridian.v1.WorkChange.work:type_name -> meridian.v1.Work
-	24, // 16: meridian.v1.CreateJoinTokenResponse.expires:type_name -> google.protobuf.Timestamp
-	16, // 17: meridian.v1.ListJoinTokensResponse.tokens:type_name -> meridian.v1.JoinTokenInfo
-	24, // 18: meridian.v1.JoinTokenInfo.expires:type_name -> google.protobuf.Timestamp
-	0,  // 19: meridian.v1.FederationService.Join:input_type -> meridian.v1.JoinRequest
-	2,  // 20: meridian.v1.FederationService.Sync:input_type -> meridian.v1.SyncRequest
-	12, // 21: meridian.v1.FederationService.CreateJoinToken:input_type -> meridian.v1.CreateJoinTokenRequest
-	14, // 22: meridian.v1.FederationService.ListJoinTokens:input_type -> meridian.v1.ListJoinTokensRequest
-	17, // 23: meridian.v1.FederationService.RevokeJoinToken:input_type -> meridian.v1.RevokeJoinTokenRequest
-	1,  // 24: meridian.v1.FederationService.Join:output_type -> meridian.v1.JoinResponse
-	8,  // 25: meridian.v1.FederationService.Sync:output_type -> meridian.v1.SyncResponse
-	13, // 26: meridian.v1.FederationService.CreateJoinToken:output_type -> meridian.v1.CreateJoinTokenResponse
-	15, // 27: meridian.v1.FederationService.ListJoinTokens:output_type -> meridian.v1.ListJoinTokensResponse
-	18, // 28: meridian.v1.FederationService.RevokeJoinToken:output_type -> meridian.v1.RevokeJoinTokenResponse
-	24, // [24:29] is the sub-list for method output_type
-	19, // [19:24] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	9,  // 5: meridian.v1.SyncRequest.lease_renewal:type_name -> meridian.v1.LeaseRenewal
+	6,  // 6: meridian.v1.StatusReport.works:type_name -> meridian.v1.WorkStatusReport
+	27, // 7: meridian.v1.WorkStatusReport.status:type_name -> meridian.v1.WorkStatus
+	28, // 8: meridian.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	22, // 9: meridian.v1.Heartbeat.capacity:type_name -> meridian.v1.Heartbeat.CapacityEntry
+	23, // 10: meridian.v1.Heartbeat.allocatable:type_name -> meridian.v1.Heartbeat.AllocatableEntry
+	24, // 11: meridian.v1.Heartbeat.available:type_name -> meridian.v1.Heartbeat.AvailableEntry
+	11, // 12: meridian.v1.SyncResponse.snapshot:type_name -> meridian.v1.SyncSnapshot
+	12, // 13: meridian.v1.SyncResponse.changes:type_name -> meridian.v1.SyncChanges
+	10, // 14: meridian.v1.SyncResponse.lease_grant:type_name -> meridian.v1.LeaseGrant
+	25, // 15: meridian.v1.LeaseRenewal.fenced:type_name -> meridian.v1.LeaseRenewal.FencedEntry
+	26, // 16: meridian.v1.LeaseGrant.min_epochs:type_name -> meridian.v1.LeaseGrant.MinEpochsEntry
+	29, // 17: meridian.v1.SyncSnapshot.works:type_name -> meridian.v1.Work
+	13, // 18: meridian.v1.SyncChanges.changes:type_name -> meridian.v1.WorkChange
+	29, // 19: meridian.v1.WorkChange.work:type_name -> meridian.v1.Work
+	28, // 20: meridian.v1.CreateJoinTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	18, // 21: meridian.v1.ListJoinTokensResponse.tokens:type_name -> meridian.v1.JoinTokenInfo
+	28, // 22: meridian.v1.JoinTokenInfo.expires:type_name -> google.protobuf.Timestamp
+	0,  // 23: meridian.v1.FederationService.Join:input_type -> meridian.v1.JoinRequest
+	2,  // 24: meridian.v1.FederationService.Sync:input_type -> meridian.v1.SyncRequest
+	14, // 25: meridian.v1.FederationService.CreateJoinToken:input_type -> meridian.v1.CreateJoinTokenRequest
+	16, // 26: meridian.v1.FederationService.ListJoinTokens:input_type -> meridian.v1.ListJoinTokensRequest
+	19, // 27: meridian.v1.FederationService.RevokeJoinToken:input_type -> meridian.v1.RevokeJoinTokenRequest
+	1,  // 28: meridian.v1.FederationService.Join:output_type -> meridian.v1.JoinResponse
+	8,  // 29: meridian.v1.FederationService.Sync:output_type -> meridian.v1.SyncResponse
+	15, // 30: meridian.v1.FederationService.CreateJoinToken:output_type -> meridian.v1.CreateJoinTokenResponse
+	17, // 31: meridian.v1.FederationService.ListJoinTokens:output_type -> meridian.v1.ListJoinTokensResponse
+	20, // 32: meridian.v1.FederationService.RevokeJoinToken:output_type -> meridian.v1.RevokeJoinTokenResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_federation_proto_init() }
@@ -1491,10 +1706,12 @@ func file_meridian_v1_federation_proto_init() {
 		(*SyncRequest_Ack)(nil),
 		(*SyncRequest_Status)(nil),
 		(*SyncRequest_Heartbeat)(nil),
+		(*SyncRequest_LeaseRenewal)(nil),
 	}
 	file_meridian_v1_federation_proto_msgTypes[8].OneofWrappers = []any{
 		(*SyncResponse_Snapshot)(nil),
 		(*SyncResponse_Changes)(nil),
+		(*SyncResponse_LeaseGrant)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1502,7 +1719,7 @@ func file_meridian_v1_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_federation_proto_rawDesc), len(file_meridian_v1_federation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
