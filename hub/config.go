@@ -74,6 +74,12 @@ type Config struct {
 	// HeartbeatTimeout is how old a member's last heartbeat may be before
 	// it is Suspect. Default 15s (three missed 5 s heartbeats).
 	HeartbeatTimeout time.Duration `mapstructure:"heartbeat-timeout"`
+	// LeaseDuration is how long a member's singleton lease holds after it
+	// sent the renewal (see docs/failover.md, "Fencing"). Default 10s.
+	LeaseDuration time.Duration `mapstructure:"lease-duration"`
+	// LeaseMargin is the hub's safety margin: a singleton is released only
+	// after its cluster's lease has expired plus this. Default 2s.
+	LeaseMargin time.Duration `mapstructure:"lease-margin"`
 
 	// MaxRequestBytes bounds one API request. Default 4 MiB.
 	MaxRequestBytes int `mapstructure:"max-request-bytes"`
@@ -139,6 +145,8 @@ func DefaultConfig() Config {
 		Datacenter:              "default",
 		GossipProfile:           "same-dc",
 		HeartbeatTimeout:        15 * time.Second,
+		LeaseDuration:           10 * time.Second,
+		LeaseMargin:             2 * time.Second,
 		MaxRequestBytes:         4 << 20,
 		RequestTimeout:          30 * time.Second,
 		ShutdownTimeout:         10 * time.Second,
@@ -227,6 +235,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatTimeout <= 0 {
 		bad("heartbeat-timeout", "must be positive, got %s", c.HeartbeatTimeout)
+	}
+	if c.LeaseDuration < 200*time.Millisecond {
+		bad("lease-duration", "must be at least 200ms, got %s", c.LeaseDuration)
+	}
+	if c.LeaseMargin <= 0 || c.LeaseMargin >= c.LeaseDuration {
+		bad("lease-margin", "must be positive and below lease-duration (%s), got %s", c.LeaseDuration, c.LeaseMargin)
 	}
 	if c.MaxRequestBytes <= 0 {
 		bad("max-request-bytes", "must be positive, got %d", c.MaxRequestBytes)

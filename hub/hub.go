@@ -16,8 +16,10 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/meridian-fed/meridian/hub/drill"
 	"github.com/meridian-fed/meridian/hub/etcdnode"
 	"github.com/meridian-fed/meridian/hub/federation"
+	"github.com/meridian-fed/meridian/hub/fencing"
 	"github.com/meridian-fed/meridian/hub/store"
 	"github.com/meridian-fed/meridian/proto/meridian/apiserver"
 	"github.com/meridian-fed/meridian/proto/meridian/gossip"
@@ -100,7 +102,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if h.sec, err = setupSecurity(ctx, cfg, h.cli); err != nil {
 		return nil, err
 	}
-	auth := &pki.Authenticator{AdminTokens: h.sec.adminTokens}
+	auth := &pki.Authenticator{AdminTokens: &reloadingTokens{set: h.sec.adminTokens, cli: h.cli}}
+	drillGuard, drillStreamGuard := drill.OperatorGuard()
 	policy, err := authPolicy()
 	if err != nil {
 		return nil, err
@@ -121,7 +124,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if h.gsp != nil {
 		fcfg.Gossip = h.gsp
 	}
+	// Singleton leases and epochs (docs/failover.md, "Fencing").
+	fence, err := fencing.New(fencing.Config{Client: h.cli, Lease: cfg.LeaseDuration, Margin: cfg.LeaseMargin, Node: cfg.EtcdName, Registry: reg, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	fcfg.Fence, fcfg.Leases = fence, fence
 	if h.fed, err = federation.New(fcfg); err != nil {
+		return nil, err
+	}
+	guard := newQuorumGuard(h.node)
+	leader, err := leaderGauge(reg)
+	if err != nil {
 		return nil, err
 	}
 	h.api, err = apiserver.Start(apiserver.Options{
@@ -130,17 +144,23 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		RequestTimeout:  cfg.RequestTimeout,
 		Ready: func(ctx context.Context) error {
+			if err := guard.check(ctx); err != nil {
+				return err
+			}
 			_, err := h.store.Revision(ctx)
 			return err
 		},
 		Registry:           reg,
 		Logger:             log,
 		TLS:                h.sec.serverTLS,
-		UnaryInterceptors:  []grpc.UnaryServerInterceptor{auth.Unary(), policy.Unary()},
-		StreamInterceptors: []grpc.StreamServerInterceptor{auth.Stream(), policy.Stream()},
+		UnaryInterceptors:  []grpc.UnaryServerInterceptor{auth.Unary(), policy.Unary(), drillGuard, guard.Unary()},
+		StreamInterceptors: []grpc.StreamServerInterceptor{auth.Stream(), policy.Stream(), drillStreamGuard, guard.Stream()},
 	}, apiserver.NewAdmin(h.store, log), func(s *grpc.Server) {
 		meridianv1.RegisterFederationServiceServer(s, h.fed)
 		meridianv1.RegisterPlacementServiceServer(s, h.pipe)
+		meridianv1.RegisterDrillServiceServer(s, &drill.Service{Mint: func(ctx context.Context, name string, ttl time.Duration) (string, error) {
+			return h.sec.mintAdminToken(ctx, h.cli, name, ttl)
+		}})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to start API server: %w", err)
@@ -153,7 +173,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	runCtx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.goRun(func() { h.fed.Serve(runCtx) })
-	h.goRun(func() { runAsLeader(runCtx, h.cli, cfg.EtcdName, 5, log, h.fed.Run) })
+	h.goRun(func() { guard.run(runCtx) })
+	h.goRun(func() { runAsLeader(runCtx, h.cli, cfg.EtcdName, 5, log, leading(leader, h.fed.Run)) })
 	log.Info("hub started", "api", h.api.GRPCAddr(), "http", h.api.HTTPAddr(), "etcd", endpoints, "embedded", h.node != nil,
 		"hub_id", h.hubID, "gossip", cfg.GossipListen)
 	return h, nil

@@ -286,7 +286,7 @@ func TestConfigValidateNamesEveryBadKey(t *testing.T) {
 // hubOwnsStatus reports whether the hub's controllers write o's status.
 func hubOwnsStatus(o resource.Object) bool {
 	switch o.GetKind() {
-	case "Cluster", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob":
+	case "Cluster", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Drill":
 		return true
 	}
 	return false

@@ -166,6 +166,7 @@ func describePlacement(w io.Writer, b *meridianv1.ResourceBinding, now time.Time
 		}
 	}
 	tw.Flush()
+	describeFailover(w, b, now)
 }
 
 func jsonIndent(v any) ([]byte, error) {

@@ -156,7 +156,7 @@ func runDev(ctx context.Context, out io.Writer, cf *clientFlags, o devOptions) (
 		"--etcd-client-url", "http://"+addr(d.ports(2)), "--etcd-peer-url", "http://"+addr(d.ports(3)),
 		"--region", "region-a", "--datacenter", "dc-a1",
 		"--gossip-listen", hubGossip, "--gossip-key", key, "--gossip-profile", "dev",
-		"--heartbeat-timeout", "3s", "--log-level", "info"); err != nil {
+		"--heartbeat-timeout", "3s", "--lease-duration", "4s", "--lease-margin", "1s", "--log-level", "info"); err != nil {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, o.readyTimeout)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/meridian-fed/meridian/hub"
 )
@@ -23,7 +24,10 @@ MERIDIAN_* environment variables (MERIDIAN_DATA_DIR, MERIDIAN_LISTEN, ...) and f
 A single node needs nothing else. A three-node embedded hub, one node per datacenter:
   meridian hub --etcd-name a --etcd-initial-cluster a=http://10.0.1.1:7703,b=http://10.0.2.1:7703,c=http://10.0.3.1:7703 ...
 An external etcd:
-  meridian hub --etcd-endpoints http://etcd-1:2379,http://etcd-2:2379`,
+  meridian hub --etcd-endpoints http://etcd-1:2379,http://etcd-2:2379
+
+After the loss of the majority of a multi-node hub: ` + "`meridian hub recover`" + ` on a
+survivor's data, then ` + "`meridian hub add-node`" + ` (docs/disaster-recovery.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := hub.DefaultConfig()
@@ -48,8 +52,15 @@ An external etcd:
 			return h.Close()
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "config file (YAML)")
+	cmd.Flags().StringVar(&configFile, "config", "", "config file (YAML)")
+	addHubFlags(cmd.Flags(), def)
+	cmd.AddCommand(newHubRecoverCommand(), newHubAddNodeCommand())
+	return cmd
+}
+
+// addHubFlags defines the flags of a hub node, shared by `meridian hub` and
+// `meridian hub recover` so that both read the same config file.
+func addHubFlags(f *pflag.FlagSet, def hub.Config) {
 	f.String("data-dir", def.DataDir, "directory of the embedded etcd data")
 	f.String("listen", def.Listen, "gRPC API address")
 	f.String("http-listen", def.HTTPListen, "address of /healthz, /readyz and /metrics (empty disables)")
@@ -67,11 +78,12 @@ An external etcd:
 	f.StringSlice("gossip-secondary-keys", nil, "further gossip keys accepted during a rotation")
 	f.String("gossip-profile", def.GossipProfile, "gossip timings: same-dc, cross-region, dev (one machine) or test")
 	f.Duration("heartbeat-timeout", def.HeartbeatTimeout, "how old a member's last heartbeat may be before it is Suspect")
+	f.Duration("lease-duration", def.LeaseDuration, "how long a member's singleton lease holds after it renews (docs/failover.md, Fencing)")
+	f.Duration("lease-margin", def.LeaseMargin, "the hub's safety margin: a singleton moves only after its cluster's lease expired plus this")
 	f.Int("max-request-bytes", def.MaxRequestBytes, "largest API request accepted")
 	f.Duration("request-timeout", def.RequestTimeout, "deadline for API calls that carry none")
 	f.Duration("shutdown-timeout", def.ShutdownTimeout, "bound on each step of shutdown")
 	f.String("log-level", def.LogLevel, "debug, info, warn or error")
-	return cmd
 }
 
 func newLogger(level string) *slog.Logger {

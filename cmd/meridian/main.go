@@ -46,6 +46,8 @@ func newRootCommand() *cobra.Command {
 		newMemberCommand(),
 		newLogsCommand(cf),
 		newRolloutCommand(cf),
+		newFailbackCommand(cf),
+		newDrillCommand(cf),
 		newDevCommand(cf),
 		newApplyCommand(cf),
 		newGetCommand(cf),

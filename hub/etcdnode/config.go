@@ -126,6 +126,12 @@ type Config struct {
 	CloseTimeout time.Duration
 	// UnsafeNoFsync disables fsync. Tests only: a crash can lose data.
 	UnsafeNoFsync bool
+	// ForceNewCluster restarts a node on its existing data as the only
+	// member of its cluster, keeping the data and the cluster ID (etcd's
+	// --force-new-cluster). It is the disaster-recovery step after the loss
+	// of a quorum (see hub.Recover); unsafe anywhere else, because the other
+	// members' later writes are dropped.
+	ForceNewCluster bool
 	// Logger receives the node's lifecycle logs and etcd's own errors
 	// (bridged from zap); nil means slog.Default().
 	Logger *slog.Logger

@@ -127,6 +127,7 @@ func (c *Config) embedConfig(lg *zap.Logger) (*embed.Config, error) {
 	ec.AutoCompactionRetention = c.AutoCompactionRetention
 	ec.WatchProgressNotifyInterval = c.ProgressNotifyInterval
 	ec.UnsafeNoFsync = c.UnsafeNoFsync
+	ec.ForceNewCluster = c.ForceNewCluster
 	// etcd logs through zap; at "error" only real trouble shows, and it goes
 	// to the hub's slog logger (see slogCore) rather than straight to stderr.
 	ec.LogLevel = "error"
@@ -147,6 +148,17 @@ func (n *Node) Endpoints() []string {
 		out = append(out, u.Scheme+"://"+l.Addr().String())
 	}
 	return out
+}
+
+// HasLeader reports whether this node currently knows an etcd leader. A node
+// cut off from a quorum loses its leader after an election timeout (etcd
+// runs raft with check-quorum and pre-vote), and serves no read or write
+// until a quorum is back.
+func (n *Node) HasLeader() bool { return n.etcd.Server.Leader() != 0 }
+
+// ElectionTimeout is the node's configured raft election timeout.
+func (n *Node) ElectionTimeout() time.Duration {
+	return time.Duration(n.cfg.ElectionMs) * time.Millisecond
 }
 
 // Name returns the node's member name.

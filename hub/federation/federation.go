@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meridian-fed/meridian/hub/drill"
+	"github.com/meridian-fed/meridian/hub/failover"
 	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/proto/meridian/gossip"
@@ -52,8 +54,18 @@ type Config struct {
 	// Gossip, if set, is the hub node's gossip view; without it health
 	// uses the stream alone.
 	Gossip GossipView
+	// Fence releases singletons for failover (hub/fencing.Table; nil: no
+	// fencing). The failover controller uses it.
+	Fence Fence
+	// Leases grants the members' leases on their Sync streams
+	// (hub/fencing.Table; nil: no leases, so members fence nothing).
+	Leases Leases
 	// Placement is the placement engine (required).
 	Placement *placement.Engine
+	// FailoverRate and FailoverBurst bound failover moves federation-wide
+	// (a token bucket; defaults failover.DefaultRate, DefaultBurst).
+	FailoverRate  float64
+	FailoverBurst int
 	// Registry receives metrics (optional).
 	Registry prometheus.Registerer
 	Log      *slog.Logger
@@ -84,6 +96,7 @@ type Federation struct {
 	log     *slog.Logger
 	metrics *metrics
 	pmet    *placement.Metrics
+	fomet   *failover.Metrics
 	status  *statusWriter
 
 	namespaces sync.Map // works namespaces known to exist
@@ -131,8 +144,12 @@ func New(cfg Config) (*Federation, error) {
 	if err != nil {
 		return nil, err
 	}
+	fm, err := failover.NewMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	f := &Federation{
-		cfg: cfg, store: cfg.Store, log: cfg.Log, metrics: m, pmet: pm,
+		cfg: cfg, store: cfg.Store, log: cfg.Log, metrics: m, pmet: pm, fomet: fm,
 		streams: map[string]*memberStream{}, acked: map[string]int64{}, ackCh: make(chan struct{}),
 	}
 	f.status = newStatusWriter(f)
@@ -143,8 +160,8 @@ func New(cfg Config) (*Federation, error) {
 // writer) until ctx ends.
 func (f *Federation) Serve(ctx context.Context) { f.status.run(ctx) }
 
-// Run runs the controllers — placement, works, status aggregation,
-// cluster health — until ctx ends. Only the hub leader runs them.
+// Run runs the controllers — placement, failover, works, status
+// aggregation, cluster health, drills — until ctx ends. Only the hub leader runs them.
 func (f *Federation) Run(ctx context.Context) {
 	inf := controller.NewInformerSet(f.store, f.log)
 	rec := controller.NewRecorder(f.store, "hub", f.log)
@@ -155,11 +172,24 @@ func (f *Federation) Run(ctx context.Context) {
 		f.log.Error("cannot run placement", "err", err) // only a missing input: New checked them
 		return
 	}
+	fover, err := failover.New(failover.Config{
+		Engine: f.cfg.Placement, Store: f.store, Informers: inf, Recorder: rec, Metrics: f.fomet,
+		Fence: f.cfg.Fence, Rate: f.cfg.FailoverRate, Burst: f.cfg.FailoverBurst, Log: f.log, Now: f.cfg.Now,
+	})
+	if err != nil {
+		f.log.Error("cannot run failover", "err", err) // only a missing input: New checked them
+		return
+	}
 	works := newWorkController(f, inf, rec)
 	agg := newAggregator(f, inf)
 	health := newHealthController(f, inf, rec)
+	drills, err := drill.New(drill.Config{Store: f.store, Engine: f.cfg.Placement, Log: f.log})
+	if err != nil {
+		f.log.Error("cannot run drills", "err", err) // only a missing input: New checked them
+		return
+	}
 	var wg sync.WaitGroup
-	for _, r := range []func(context.Context){inf.Run, places.Run, works.run, agg.run, health.run} {
+	for _, r := range []func(context.Context){inf.Run, places.Run, fover.Run, works.run, agg.run, health.run, drills.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

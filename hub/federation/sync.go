@@ -29,6 +29,7 @@ const (
 type memberStream struct {
 	cluster string
 	cancel  context.CancelFunc
+	sendMu  sync.Mutex // one Send at a time: the sender and lease grants
 
 	mu       sync.Mutex
 	inflight []int64       // revisions sent and not yet acknowledged, ascending
@@ -112,7 +113,14 @@ func (f *Federation) Sync(stream meridianv1.FederationService_SyncServer) error 
 	}()
 
 	errc := make(chan error, 2)
-	go func() { errc <- f.receive(ctx, s, stream) }()
+	helloAt := f.cfg.Now()
+	go func() {
+		if err := f.grantLease(ctx, s, stream, hello.GetLeaseSeq(), helloAt, true); err != nil {
+			errc <- err
+			return
+		}
+		errc <- f.receive(ctx, s, stream)
+	}()
 	go func() { errc <- f.send(ctx, s, stream, hello) }()
 	err = <-errc
 	cancel()
@@ -177,6 +185,10 @@ func (f *Federation) receive(ctx context.Context, s *memberStream, stream meridi
 			f.status.enqueue(s.cluster, m.Status.GetWorks())
 		case *meridianv1.SyncRequest_Heartbeat:
 			f.heartbeat(ctx, s.cluster, m.Heartbeat)
+		case *meridianv1.SyncRequest_LeaseRenewal:
+			if err := f.renewed(ctx, s, stream, m.LeaseRenewal); err != nil {
+				return err
+			}
 		case *meridianv1.SyncRequest_Hello:
 			return status.Error(codes.InvalidArgument, "sync: hello is only the first message")
 		default:
@@ -237,7 +249,7 @@ func (f *Federation) sendSnapshot(ctx context.Context, s *memberStream, stream m
 			sentGen[w.GetMetadata().GetName()] = w.GetMetadata().GetGeneration()
 			msg.Works = append(msg.Works, w)
 		}
-		if err := stream.Send(&meridianv1.SyncResponse{Message: &meridianv1.SyncResponse_Snapshot{Snapshot: msg}}); err != nil {
+		if err := s.send(stream, &meridianv1.SyncResponse{Message: &meridianv1.SyncResponse_Snapshot{Snapshot: msg}}); err != nil {
 			return 0, err
 		}
 	}
@@ -308,7 +320,7 @@ func (f *Federation) streamChanges(ctx context.Context, s *memberStream, stream 
 		if err := s.waitWindow(ctx, f.cfg.SyncWindow); err != nil {
 			return rev, err
 		}
-		if err := stream.Send(&meridianv1.SyncResponse{Message: &meridianv1.SyncResponse_Changes{Changes: msg}}); err != nil {
+		if err := s.send(stream, &meridianv1.SyncResponse{Message: &meridianv1.SyncResponse_Changes{Changes: msg}}); err != nil {
 			return rev, err
 		}
 		s.sent(rev)

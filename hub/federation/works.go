@@ -220,8 +220,12 @@ func (c *workController) sync(ctx context.Context, key string) error {
 	for err := range errc {
 		errs = append(errs, err)
 	}
+	var kept map[string]bool // graceful evictions: see evictingKept
+	if exists {
+		kept = c.evictingKept(k, obj)
+	}
 	for cn, w := range have {
-		if want[cn] != nil {
+		if want[cn] != nil || kept[cn] {
 			continue
 		}
 		_, err := c.f.store.Delete(ctx, workKind, w.GetMetadata().GetNamespace(), w.GetMetadata().GetName(), "")

@@ -557,6 +557,116 @@ func (x *DrillWorkloadResult) GetMessage() string {
 	return ""
 }
 
+// CreateOperatorTokenRequest names the operator.
+type CreateOperatorTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the operator (a DNS-1123 subdomain); the token authenticates
+	// as "drill-operator.<name>".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ttl_seconds bounds the token (0: until its record is removed).
+	TtlSeconds    int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOperatorTokenRequest) Reset() {
+	*x = CreateOperatorTokenRequest{}
+	mi := &file_meridian_v1_drill_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOperatorTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOperatorTokenRequest) ProtoMessage() {}
+
+func (x *CreateOperatorTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_drill_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOperatorTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateOperatorTokenRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CreateOperatorTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateOperatorTokenRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+// CreateOperatorTokenResponse is the new token.
+type CreateOperatorTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// identity is the name calls made with the token carry.
+	Identity      string `protobuf:"bytes,2,opt,name=identity,proto3" json:"identity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOperatorTokenResponse) Reset() {
+	*x = CreateOperatorTokenResponse{}
+	mi := &file_meridian_v1_drill_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOperatorTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOperatorTokenResponse) ProtoMessage() {}
+
+func (x *CreateOperatorTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_drill_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOperatorTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateOperatorTokenResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateOperatorTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateOperatorTokenResponse) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
 var File_meridian_v1_drill_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_drill_proto_rawDesc = "" +
@@ -609,7 +719,16 @@ const file_meridian_v1_drill_proto_rawDesc = "" +
 	"\arto_met\x18\b \x01(\bR\x06rtoMet\x12\x17\n" +
 	"\arpo_met\x18\t \x01(\bR\x06rpoMet\x12\x18\n" +
 	"\amessage\x18\n" +
-	" \x01(\tR\amessageB?Z=github.com/meridian-fed/meridian/proto/meridian/v1;meridianv1b\x06proto3"
+	" \x01(\tR\amessage\"Q\n" +
+	"\x1aCreateOperatorTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
+	"ttlSeconds\"O\n" +
+	"\x1bCreateOperatorTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity2x\n" +
+	"\fDrillService\x12h\n" +
+	"\x13CreateOperatorToken\x12'.meridian.v1.CreateOperatorTokenRequest\x1a(.meridian.v1.CreateOperatorTokenResponseB?Z=github.com/meridian-fed/meridian/proto/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_drill_proto_rawDescOnce sync.Once
@@ -623,43 +742,47 @@ func file_meridian_v1_drill_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_drill_proto_rawDescData
 }
 
-var file_meridian_v1_drill_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_meridian_v1_drill_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_meridian_v1_drill_proto_goTypes = []any{
-	(*Drill)(nil),                 // 0: meridian.v1.Drill
-	(*DrillSpec)(nil),             // 1: meridian.v1.DrillSpec
-	(*DrillScope)(nil),            // 2: meridian.v1.DrillScope
-	(*DrillStatus)(nil),           // 3: meridian.v1.DrillStatus
-	(*DrillStep)(nil),             // 4: meridian.v1.DrillStep
-	(*DrillWorkloadResult)(nil),   // 5: meridian.v1.DrillWorkloadResult
-	(*ObjectMeta)(nil),            // 6: meridian.v1.ObjectMeta
-	(*LabelSelector)(nil),         // 7: meridian.v1.LabelSelector
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
-	(*ObjectReference)(nil),       // 10: meridian.v1.ObjectReference
-	(*TargetCluster)(nil),         // 11: meridian.v1.TargetCluster
+	(*Drill)(nil),                       // 0: meridian.v1.Drill
+	(*DrillSpec)(nil),                   // 1: meridian.v1.DrillSpec
+	(*DrillScope)(nil),                  // 2: meridian.v1.DrillScope
+	(*DrillStatus)(nil),                 // 3: meridian.v1.DrillStatus
+	(*DrillStep)(nil),                   // 4: meridian.v1.DrillStep
+	(*DrillWorkloadResult)(nil),         // 5: meridian.v1.DrillWorkloadResult
+	(*CreateOperatorTokenRequest)(nil),  // 6: meridian.v1.CreateOperatorTokenRequest
+	(*CreateOperatorTokenResponse)(nil), // 7: meridian.v1.CreateOperatorTokenResponse
+	(*ObjectMeta)(nil),                  // 8: meridian.v1.ObjectMeta
+	(*LabelSelector)(nil),               // 9: meridian.v1.LabelSelector
+	(*timestamppb.Timestamp)(nil),       // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 11: google.protobuf.Duration
+	(*ObjectReference)(nil),             // 12: meridian.v1.ObjectReference
+	(*TargetCluster)(nil),               // 13: meridian.v1.TargetCluster
 }
 var file_meridian_v1_drill_proto_depIdxs = []int32{
-	6,  // 0: meridian.v1.Drill.metadata:type_name -> meridian.v1.ObjectMeta
+	8,  // 0: meridian.v1.Drill.metadata:type_name -> meridian.v1.ObjectMeta
 	1,  // 1: meridian.v1.Drill.spec:type_name -> meridian.v1.DrillSpec
 	3,  // 2: meridian.v1.Drill.status:type_name -> meridian.v1.DrillStatus
 	2,  // 3: meridian.v1.DrillSpec.scope:type_name -> meridian.v1.DrillScope
-	7,  // 4: meridian.v1.DrillSpec.workloads:type_name -> meridian.v1.LabelSelector
-	8,  // 5: meridian.v1.DrillStatus.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 6: meridian.v1.DrillStatus.completion_time:type_name -> google.protobuf.Timestamp
+	9,  // 4: meridian.v1.DrillSpec.workloads:type_name -> meridian.v1.LabelSelector
+	10, // 5: meridian.v1.DrillStatus.start_time:type_name -> google.protobuf.Timestamp
+	10, // 6: meridian.v1.DrillStatus.completion_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: meridian.v1.DrillStatus.timeline:type_name -> meridian.v1.DrillStep
 	5,  // 8: meridian.v1.DrillStatus.workloads:type_name -> meridian.v1.DrillWorkloadResult
-	9,  // 9: meridian.v1.DrillStatus.rto:type_name -> google.protobuf.Duration
-	9,  // 10: meridian.v1.DrillStatus.rpo:type_name -> google.protobuf.Duration
-	8,  // 11: meridian.v1.DrillStep.time:type_name -> google.protobuf.Timestamp
-	10, // 12: meridian.v1.DrillWorkloadResult.workload:type_name -> meridian.v1.ObjectReference
-	11, // 13: meridian.v1.DrillWorkloadResult.from:type_name -> meridian.v1.TargetCluster
-	11, // 14: meridian.v1.DrillWorkloadResult.to:type_name -> meridian.v1.TargetCluster
-	8,  // 15: meridian.v1.DrillWorkloadResult.disrupted_at:type_name -> google.protobuf.Timestamp
-	8,  // 16: meridian.v1.DrillWorkloadResult.ready_at:type_name -> google.protobuf.Timestamp
-	9,  // 17: meridian.v1.DrillWorkloadResult.rto:type_name -> google.protobuf.Duration
-	9,  // 18: meridian.v1.DrillWorkloadResult.rpo:type_name -> google.protobuf.Duration
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
+	11, // 9: meridian.v1.DrillStatus.rto:type_name -> google.protobuf.Duration
+	11, // 10: meridian.v1.DrillStatus.rpo:type_name -> google.protobuf.Duration
+	10, // 11: meridian.v1.DrillStep.time:type_name -> google.protobuf.Timestamp
+	12, // 12: meridian.v1.DrillWorkloadResult.workload:type_name -> meridian.v1.ObjectReference
+	13, // 13: meridian.v1.DrillWorkloadResult.from:type_name -> meridian.v1.TargetCluster
+	13, // 14: meridian.v1.DrillWorkloadResult.to:type_name -> meridian.v1.TargetCluster
+	10, // 15: meridian.v1.DrillWorkloadResult.disrupted_at:type_name -> google.protobuf.Timestamp
+	10, // 16: meridian.v1.DrillWorkloadResult.ready_at:type_name -> google.protobuf.Timestamp
+	11, // 17: meridian.v1.DrillWorkloadResult.rto:type_name -> google.protobuf.Duration
+	11, // 18: meridian.v1.DrillWorkloadResult.rpo:type_name -> google.protobuf.Duration
+	6,  // 19: meridian.v1.DrillService.CreateOperatorToken:input_type -> meridian.v1.CreateOperatorTokenRequest
+	7,  // 20: meridian.v1.DrillService.CreateOperatorToken:output_type -> meridian.v1.CreateOperatorTokenResponse
+	20, // [20:21] is the sub-list for method output_type
+	19, // [19:20] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -679,9 +802,9 @@ func file_meridian_v1_drill_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_drill_proto_rawDesc), len(file_meridian_v1_drill_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_meridian_v1_drill_proto_goTypes,
 		DependencyIndexes: file_meridian_v1_drill_proto_depIdxs,

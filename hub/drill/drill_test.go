@@ -1,0 +1,285 @@
+package drill_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridian-fed/meridian/hub/drill"
+	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
+)
+
+func steps(d *meridianv1.Drill) string {
+	var s []string
+	for _, st := range d.GetStatus().GetTimeline() {
+		s = append(s, st.GetStep())
+	}
+	return strings.Join(s, ",")
+}
+
+func targets(b *meridianv1.ResourceBinding) string {
+	var s []string
+	for _, t := range b.GetSpec().GetClusters() {
+		s = append(s, fmt.Sprintf("%s=%d", t.GetName(), t.GetReplicas()))
+	}
+	return strings.Join(s, ",")
+}
+
+// slow makes every member take delay to start a pod.
+func slow(delay time.Duration) map[string]memberOpts {
+	return map[string]memberOpts{"dc-a1": {startDelay: delay}, "dc-a2": {startDelay: delay}, "dc-b1": {startDelay: delay}}
+}
+
+// TestTestMode: a test drill of dc-a1 starts copies of web on dc-a2 and
+// dc-b1 in its own namespace, measures their RTO, cleans up, and leaves
+// production exactly as it was (binding, pods and their uids).
+func TestTestMode(t *testing.T) {
+	f := startFed(t, slow(300*time.Millisecond))
+	f.apply(shopYAML)
+	f.waitPlaced()
+	before := targets(f.binding("shop", "deployment.web"))
+	pods := map[string][]string{}
+	for c := range f.members {
+		pods[c] = f.podUIDs(c, "shop")
+	}
+	f.runDrill("t1", "datacenter: dc-a1", "test", "30s", "tier: web")
+	d := f.waitEnded("t1")
+	st := d.GetStatus()
+	if st.GetPhase() != drill.PhaseSucceeded || st.GetVerdict() != drill.VerdictPass {
+		t.Fatalf("phase %s verdict %s: %s (%s)", st.GetPhase(), st.GetVerdict(), st.GetMessage(), steps(d))
+	}
+	if len(st.GetWorkloads()) != 1 {
+		t.Fatalf("workloads: %v", st.GetWorkloads())
+	}
+	w := st.GetWorkloads()[0]
+	if rto := w.GetRto().AsDuration(); rto < 300*time.Millisecond || rto > 10*time.Second || !w.GetRtoMet() {
+		t.Errorf("rto %s met %v", rto, w.GetRtoMet())
+	}
+	if w.GetRpo().AsDuration() != 500*time.Millisecond || !w.GetRpoMet() {
+		t.Errorf("rpo %s met %v", w.GetRpo().AsDuration(), w.GetRpoMet())
+	}
+	for _, to := range w.GetTo() {
+		if to.GetName() == "dc-a1" {
+			t.Errorf("a copy ran in the scope: %v", w.GetTo())
+		}
+	}
+	for _, want := range []string{"Start", "Namespace", "Disruption", "Ready", "Cleanup", "Verdict"} {
+		if !strings.Contains(steps(d), want) {
+			t.Errorf("timeline %s lacks %s", steps(d), want)
+		}
+	}
+	eventually(t, "the drill namespace gone", func() (bool, string) {
+		_, err := f.tryGet("namespaces", "", drill.Namespace("t1"))
+		return err != nil, "still there"
+	})
+	if after := targets(f.binding("shop", "deployment.web")); after != before {
+		t.Errorf("binding changed: %s -> %s", before, after)
+	}
+	for c, p := range pods {
+		if got := f.podUIDs(c, "shop"); !slices.Equal(got, p) {
+			t.Errorf("%s pods changed: %v -> %v", c, p, got)
+		}
+	}
+}
+
+// TestPlannedMode: a planned drill of dc-a1 brings web's replicas up on
+// the survivors first, drains dc-a1 (web never has fewer ready replicas
+// than desired for long), then restores the placement.
+func TestPlannedMode(t *testing.T) {
+	f := startFed(t, slow(300*time.Millisecond))
+	f.apply(shopYAML)
+	f.waitPlaced()
+	before := targets(f.binding("shop", "deployment.web"))
+	f.runDrill("p1", "datacenter: dc-a1", "planned", "5s", "tier: web")
+	sawDrained := false
+	eventually(t, "dc-a1 drained during the drill", func() (bool, string) {
+		sawDrained = sawDrained || f.memberReplicas("dc-a1", "shop", "web") == -1
+		ph := f.drill("p1").GetStatus().GetPhase()
+		return sawDrained || drill.Ended(ph), ph
+	})
+	d := f.waitEnded("p1")
+	st := d.GetStatus()
+	if st.GetPhase() != drill.PhaseSucceeded {
+		t.Fatalf("phase %s: %s (%s)", st.GetPhase(), st.GetMessage(), steps(d))
+	}
+	if !sawDrained {
+		t.Errorf("dc-a1 kept web during the drill")
+	}
+	for _, want := range []string{"TargetsUp", "TargetsReady", "Drain", "Drained", "Failback", "Restored"} {
+		if !strings.Contains(steps(d), want) {
+			t.Errorf("timeline %s lacks %s", steps(d), want)
+		}
+	}
+	if rto := st.GetRto().AsDuration(); rto > time.Second {
+		t.Errorf("planned RTO (time below the desired ready replicas) %s", rto)
+	}
+	b := f.binding("shop", "deployment.web")
+	if after := targets(b); after != before || b.GetMetadata().GetAnnotations()[drill.AnnotationDrill] != "" {
+		t.Errorf("binding not restored: %s -> %s %v", before, after, b.GetMetadata().GetAnnotations())
+	}
+	f.waitPlaced()
+}
+
+// TestUnplannedMode: an unplanned drill of dc-a1 removes web from dc-a1
+// at once, measures the time to its replicas ready on the survivors, then
+// fails back.
+func TestUnplannedMode(t *testing.T) {
+	f := startFed(t, slow(300*time.Millisecond))
+	f.apply(shopYAML)
+	f.waitPlaced()
+	before := targets(f.binding("shop", "deployment.web"))
+	f.runDrill("u1", "datacenter: dc-a1", "unplanned", "10s", "tier: web")
+	d := f.waitEnded("u1")
+	st := d.GetStatus()
+	if st.GetPhase() != drill.PhaseSucceeded {
+		t.Fatalf("phase %s: %s (%s)", st.GetPhase(), st.GetMessage(), steps(d))
+	}
+	w := st.GetWorkloads()[0]
+	if rto := w.GetRto().AsDuration(); rto < 300*time.Millisecond || !w.GetRtoMet() {
+		t.Errorf("rto %s met %v", rto, w.GetRtoMet())
+	}
+	var to int32
+	for _, tc := range w.GetTo() {
+		if tc.GetName() == "dc-a1" {
+			t.Errorf("target in the scope: %v", w.GetTo())
+		}
+		to += tc.GetReplicas()
+	}
+	if to != 6 {
+		t.Errorf("targets %v: want 6 replicas on the survivors", w.GetTo())
+	}
+	for _, want := range []string{"Disruption", "Recovered", "Failback", "Restored", "Verdict"} {
+		if !strings.Contains(steps(d), want) {
+			t.Errorf("timeline %s lacks %s", steps(d), want)
+		}
+	}
+	b := f.binding("shop", "deployment.web")
+	if after := targets(b); after != before || b.GetMetadata().GetAnnotations()[drill.AnnotationDrill] != "" {
+		t.Errorf("binding not restored: %s -> %s", before, after)
+	}
+	f.waitPlaced()
+}
+
+// TestAbortAndOneDrillPerScope: while an unplanned drill of dc-a1 runs, a
+// second drill of the region that holds dc-a1 is refused; aborting the
+// first restores the placement before the drill.
+func TestAbortAndOneDrillPerScope(t *testing.T) {
+	f := startFed(t, slow(2*time.Second))
+	f.apply(shopYAML)
+	f.waitPlaced()
+	before := targets(f.binding("shop", "deployment.web"))
+	f.runDrill("a1", "datacenter: dc-a1", "unplanned", "60s", "tier: web")
+	eventually(t, "the disruption", func() (bool, string) {
+		d := f.drill("a1")
+		return strings.Contains(steps(d), "Disruption"), steps(d)
+	})
+	f.runDrill("a2", "region: region-a", "test", "60s", "tier: web")
+	d2 := f.waitEnded("a2")
+	if d2.GetStatus().GetPhase() != drill.PhaseRefused || !strings.Contains(d2.GetStatus().GetMessage(), "drill a1") {
+		t.Errorf("second drill: %s: %s", d2.GetStatus().GetPhase(), d2.GetStatus().GetMessage())
+	}
+	d := f.drill("a1")
+	d.Spec.Abort = true
+	f.applyObject(d)
+	d = f.waitEnded("a1")
+	if d.GetStatus().GetPhase() != drill.PhaseAborted {
+		t.Fatalf("phase %s: %s (%s)", d.GetStatus().GetPhase(), d.GetStatus().GetMessage(), steps(d))
+	}
+	b := f.binding("shop", "deployment.web")
+	if after := targets(b); after != before || b.GetMetadata().GetAnnotations()[drill.AnnotationDrill] != "" {
+		t.Errorf("binding not restored: %s -> %s", before, after)
+	}
+	f.waitPlaced()
+}
+
+// TestRefusedForCapacity: a drill whose survivors cannot take the scope's
+// replicas is refused before it changes anything.
+func TestRefusedForCapacity(t *testing.T) {
+	f := startFed(t, map[string]memberOpts{"dc-a1": {nodeCPU: "8"}, "dc-a2": {nodeCPU: "1"}, "dc-b1": {nodeCPU: "1"}})
+	f.apply(`apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: meridian.io/v1
+kind: PropagationPolicy
+metadata: {name: pinned, namespace: shop}
+spec:
+  resourceSelectors: [{apiVersion: apps/v1, kind: Deployment, name: big}]
+  placement:
+    clusterAffinity: {clusterNames: [dc-a1]}
+    replicaScheduling: {replicaSchedulingType: Divided}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: big, namespace: shop, labels: {tier: big}}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec:
+      containers:
+      - {name: main, image: big:1, resources: {requests: {cpu: "2"}}}
+`)
+	eventually(t, "big placed on dc-a1", func() (bool, string) {
+		n := f.memberReplicas("dc-a1", "shop", "big")
+		return n == 4, fmt.Sprint(n)
+	})
+	f.runDrill("c1", "datacenter: dc-a1", "planned", "30s", "tier: big")
+	d := f.waitEnded("c1")
+	if d.GetStatus().GetPhase() != drill.PhaseRefused || !strings.Contains(d.GetStatus().GetMessage(), "capacity") {
+		t.Fatalf("phase %s: %s", d.GetStatus().GetPhase(), d.GetStatus().GetMessage())
+	}
+	if b := f.binding("shop", "deployment.big"); b.GetMetadata().GetAnnotations()[drill.AnnotationDrill] != "" {
+		t.Errorf("a refused drill held the binding")
+	}
+}
+
+// TestRealFailureAbortsDrill: a cluster outside the scope failing during
+// a drill aborts it, and the drill's changes are undone.
+func TestRealFailureAbortsDrill(t *testing.T) {
+	f := startFed(t, slow(2*time.Second))
+	f.apply(shopYAML)
+	f.waitPlaced()
+	f.runDrill("rf", "datacenter: dc-a1", "test", "60s", "tier: web")
+	eventually(t, "the disruption", func() (bool, string) {
+		d := f.drill("rf")
+		return strings.Contains(steps(d), "Disruption"), steps(d)
+	})
+	f.members["dc-b1"].Close()
+	d := f.waitEnded("rf")
+	if d.GetStatus().GetPhase() != drill.PhaseAborted || !strings.Contains(d.GetStatus().GetMessage(), "real failure") || !strings.Contains(d.GetStatus().GetMessage(), "dc-b1") {
+		t.Fatalf("phase %s: %s", d.GetStatus().GetPhase(), d.GetStatus().GetMessage())
+	}
+	eventually(t, "the drill namespace gone", func() (bool, string) {
+		_, err := f.tryGet("namespaces", "", drill.Namespace("rf"))
+		return err != nil, "still there"
+	})
+}
+
+// TestLeaderChangeUndoesDrill: a drill running when the hub leader
+// changes is not resumed half-way: the new leader restores the bindings
+// it held and marks it Failed.
+func TestLeaderChangeUndoesDrill(t *testing.T) {
+	f := startFed(t, slow(2*time.Second))
+	f.apply(shopYAML)
+	f.waitPlaced()
+	before := targets(f.binding("shop", "deployment.web"))
+	f.runDrill("lc", "datacenter: dc-a1", "unplanned", "60s", "tier: web")
+	eventually(t, "the disruption", func() (bool, string) {
+		d := f.drill("lc")
+		return strings.Contains(steps(d), "Disruption"), steps(d)
+	})
+	f.restartHub()
+	d := f.waitEnded("lc")
+	if d.GetStatus().GetPhase() != drill.PhaseFailed || !strings.Contains(d.GetStatus().GetMessage(), "leader changed") {
+		t.Fatalf("phase %s: %s (%s)", d.GetStatus().GetPhase(), d.GetStatus().GetMessage(), steps(d))
+	}
+	b := f.binding("shop", "deployment.web")
+	if after := targets(b); after != before || b.GetMetadata().GetAnnotations()[drill.AnnotationDrill] != "" {
+		t.Errorf("binding not restored: %s -> %s", before, after)
+	}
+	f.waitPlaced()
+}
