@@ -15,6 +15,12 @@
 //     had failed), the placement engine re-places the replicas on the
 //     survivors; failback at the end.
 //
+// A singleton (federation.IsSingleton) never runs two copies: every move a
+// planned or unplanned drill makes of one — the switchover, the
+// disruption, the failback, an abort — stops the old copy first (Config.
+// Fence: Revoke, then Release until it answers with an epoch) and then
+// moves the binding with the new fencing epoch (singleton.go).
+//
 // While a drill holds a ResourceBinding it carries the annotations
 // AnnotationDrill and AnnotationOriginal; the placement controller leaves
 // such a binding alone. See docs/drills.md.
@@ -99,6 +105,7 @@ var (
 	namespaceKind = resource.MustLookup("Namespace")
 	ppKind        = resource.MustLookup("PropagationPolicy")
 	cppKind       = resource.MustLookup("ClusterPropagationPolicy")
+	workKind      = resource.MustLookup("Work")
 )
 
 // Defaults of Config.

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -25,6 +26,9 @@ type execution struct {
 	status *meridianv1.DrillStatus
 	dirty  bool
 	last   time.Time // last status write
+	// mu guards the timeline and dirty against the goroutines of each
+	// (step); everything else of the status is the drill goroutine's.
+	mu sync.Mutex
 
 	scope     map[string]bool
 	survivors []*framework.Cluster
@@ -49,9 +53,12 @@ func (e *execution) now() time.Time { return e.r.cfg.Now() }
 
 // step appends a step to the timeline.
 func (e *execution) step(step, format string, args ...any) {
-	e.status.Timeline = append(e.status.Timeline, &meridianv1.DrillStep{Time: ts(e.now()), Step: step, Detail: fmt.Sprintf(format, args...)})
+	detail := fmt.Sprintf(format, args...)
+	e.mu.Lock()
+	e.status.Timeline = append(e.status.Timeline, &meridianv1.DrillStep{Time: ts(e.now()), Step: step, Detail: detail})
 	e.dirty = true
-	e.r.log.Info("drill step", "drill", e.name, "step", step, "detail", e.status.Timeline[len(e.status.Timeline)-1].GetDetail())
+	e.mu.Unlock()
+	e.r.log.Info("drill step", "drill", e.name, "step", step, "detail", detail)
 }
 
 // flush writes the status and returns the drill as stored.
@@ -145,6 +152,11 @@ func (e *execution) prepare(ctx context.Context, d *meridianv1.Drill, all []*mer
 	}
 	if short := capacityShortfall(e.ws, e.survivors); short != "" {
 		return short, nil
+	}
+	if spec.GetMode() != ModeTest && r.cfg.Fence != nil && slices.ContainsFunc(e.ws, func(w *workload) bool { return w.singleton }) {
+		if _, ok := r.cfg.Fence.(Revoker); !ok {
+			return "singletons: " + errNoRevoker.Error(), nil
+		}
 	}
 	if spec.GetMode() != ModeTest {
 		if refusal, err := e.placeAll(ctx, clusters); refusal != "" || err != nil {

@@ -35,6 +35,14 @@ type Config struct {
 	MaxDuration time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Fence fences the singletons a planned or unplanned drill moves
+	// (hub/fencing.Table, through federation.Config.Fence; it must also be
+	// a Revoker): each cluster a singleton leaves is revoked and released
+	// until it answers with an epoch before the binding moves, with that
+	// epoch. Nil: a singleton is scaled to 0 where it leaves, moved once
+	// that cluster's Work reports nothing running, with the binding's
+	// epoch plus one. Other workloads are not fenced.
+	Fence Fence
 }
 
 // Runner runs drills. Only the hub leader runs one.
@@ -123,7 +131,17 @@ func (r *Runner) scan(ctx context.Context) error {
 			d.Status = e.status // now Running: later drills of this scan see it
 			r.start(ctx, name, e.run)
 		case PhaseRunning:
-			r.start(ctx, name, func(ctx context.Context) { r.recoverOrphan(ctx, d) })
+			r.start(ctx, name, func(ctx context.Context) {
+				// The list may predate the end of a drill whose goroutine
+				// has just stopped: only a drill still Running is an orphan.
+				o, err := r.cfg.Store.Get(ctx, drillKind, "", name)
+				if err != nil {
+					return
+				}
+				if cur := o.(*meridianv1.Drill); cur.GetStatus().GetPhase() == PhaseRunning {
+					r.recoverOrphan(ctx, cur)
+				}
+			})
 		}
 	}
 	return nil

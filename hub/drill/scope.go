@@ -13,6 +13,7 @@ import (
 	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/member/controller/podutil"
 	"github.com/meridian-fed/meridian/policies/framework"
+	"github.com/meridian-fed/meridian/proto/meridian/federation"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
@@ -91,6 +92,9 @@ type workload struct {
 	down      time.Duration
 	downSince time.Time
 	ready     bool
+	// singleton: never two copies (federation.IsSingleton); its moves
+	// stop the old copy first (moveSingleton).
+	singleton bool
 }
 
 func (w *workload) ns() string   { return w.obj.GetMetadata().GetNamespace() }
@@ -147,6 +151,7 @@ func (r *Runner) affected(ctx context.Context, spec *meridianv1.DrillSpec, scope
 		}
 		out = append(out, &workload{
 			kind: k, obj: obj, binding: b, original: cloneTargets(b.GetSpec().GetClusters()), from: cloneTargets(from), replicas: n,
+			singleton: federation.IsSingleton(obj),
 			result: &meridianv1.DrillWorkloadResult{
 				Workload: &meridianv1.ObjectReference{ApiVersion: obj.GetApiVersion(), Kind: k.Kind, Namespace: ref.GetNamespace(), Name: ref.GetName(), Uid: obj.GetMetadata().GetUid()},
 				From:     cloneTargets(from),

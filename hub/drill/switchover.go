@@ -11,6 +11,7 @@ import (
 
 	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/policies/framework"
+	"github.com/meridian-fed/meridian/proto/meridian/federation"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	"github.com/meridian-fed/meridian/proto/meridian/storage"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
@@ -62,20 +63,35 @@ func (e *execution) placeAll(ctx context.Context, clusters []*framework.Cluster)
 
 // runPlanned is a switchover: the replicas come up at the targets while
 // the source keeps its own, then the source drains; the RTO is the time a
-// workload had fewer ready replicas than desired. Then the original
-// placement is restored the same way.
+// workload had fewer ready replicas than desired. A singleton cannot come
+// up first: its copies in the scope stop (fenced) before its targets get
+// it, and its RTO runs from the stop to its replicas ready at the targets.
+// Then the original placement is restored the same way.
 func (e *execution) runPlanned(ctx context.Context) error {
 	start := e.now()
+	deadline := e.deadline(start)
+	singletons := 0
 	err := each(e.ws, func(w *workload) error {
 		e.measureRPO(w)
 		w.result.DisruptedAt = ts(start)
+		if w.singleton {
+			return e.moveHeld(ctx, w, w.original, w.targets, deadline, func() { w.downSince = e.now() })
+		}
 		return e.hold(ctx, w, union(w.original, w.targets))
 	})
 	if err != nil {
 		return err
 	}
-	e.step("TargetsUp", "replicas added on the targets of %d workloads; the source keeps its own", len(e.ws))
-	deadline := e.deadline(start)
+	for _, w := range e.ws {
+		if w.singleton {
+			singletons++
+		}
+	}
+	if singletons > 0 {
+		e.step("TargetsUp", "replicas added on the targets of %d workloads; the source keeps its own, except %d singletons: stopped on the source first, then moved", len(e.ws), singletons)
+	} else {
+		e.step("TargetsUp", "replicas added on the targets of %d workloads; the source keeps its own", len(e.ws))
+	}
 	err = e.wait(ctx, "the targets' readiness", deadline, e.trackDown(func(w *workload, o resource.Object, now time.Time) bool {
 		return readyAt(o, w.targets)
 	}))
@@ -124,7 +140,11 @@ func (e *execution) trackDown(cond func(w *workload, o resource.Object, now time
 			if o == nil {
 				return false, fmt.Errorf("%s was deleted during the drill", w.id())
 			}
-			switch below := readyTotal(o) < desiredOf(o); {
+			below := readyTotal(o) < desiredOf(o)
+			if w.singleton && !w.downSince.IsZero() && !readyAt(o, w.targets) {
+				below = true // its copy stopped at downSince: down until the targets' is ready
+			}
+			switch {
 			case below && w.downSince.IsZero():
 				w.downSince = now
 			case !below && !w.downSince.IsZero():
@@ -151,10 +171,18 @@ func worstDown(ws []*workload) time.Duration {
 // once (their Works go, so its members delete the pods), the replicas are
 // placed on the survivors as failover would, and the RTO is the time to
 // their readiness there. Then failback.
+//
+// A singleton is fenced off the scope (stopped) before its targets get it;
+// its disruption begins with the stop.
 func (e *execution) runUnplanned(ctx context.Context) error {
 	start := e.now()
+	deadline := e.deadline(start)
 	err := each(e.ws, func(w *workload) error {
 		e.measureRPO(w)
+		if w.singleton {
+			w.result.DisruptedAt = ts(e.now())
+			return e.moveHeld(ctx, w, w.original, w.targets, deadline, nil)
+		}
 		if err := e.hold(ctx, w, w.targets); err != nil {
 			return err
 		}
@@ -165,7 +193,7 @@ func (e *execution) runUnplanned(ctx context.Context) error {
 		return err
 	}
 	e.step("Disruption", "%s fenced: removed from %d workloads at once; their replicas re-placed on the survivors", strings.Join(sortedKeys(e.scope), ", "), len(e.ws))
-	err = e.wait(ctx, "the failover", e.deadline(start), func(ctx context.Context) (bool, error) {
+	err = e.wait(ctx, "the failover", deadline, func(ctx context.Context) (bool, error) {
 		objs, err := e.objects(ctx, "")
 		if err != nil {
 			return false, err
@@ -205,7 +233,10 @@ func (e *execution) failback(ctx context.Context) error {
 
 // restore undoes the drill: a test drill's namespace is deleted; the
 // bindings it holds get their original placement back, targets first (the
-// original clusters' replicas ready before the others are removed).
+// original clusters' replicas ready before the others are removed). A
+// singleton goes back stop-first instead (moveSingleton): the clusters it
+// leaves, and any it was being fenced off (AnnotationFencing), are fenced
+// before one write gives it its original clusters back.
 func (e *execution) restore(ctx context.Context, orphan bool) error {
 	if e.spec.GetMode() == ModeTest {
 		return e.cleanupTest(ctx)
@@ -217,15 +248,30 @@ func (e *execution) restore(ctx context.Context, orphan bool) error {
 	if len(held) == 0 {
 		return nil
 	}
+	objs, err := e.objects(ctx, "")
+	if err != nil {
+		return err
+	}
+	deadline := e.now().Add(e.r.cfg.MaxDuration)
 	err = each(held, func(b *meridianv1.ResourceBinding) error {
 		orig, _ := decodeTargets(b.GetMetadata().GetAnnotations()[AnnotationOriginal])
+		ref := b.GetSpec().GetResource()
+		o := objs[ref.GetKind()+"/"+ref.GetNamespace()+"/"+ref.GetName()]
+		if ref.GetKind() == "StatefulSet" || o != nil && federation.IsSingleton(o) || len(pendingFencing(b)) > 0 {
+			return e.moveSingleton(ctx, &singletonMove{
+				kind: resource.MustLookup(ref.GetKind()), ns: ref.GetNamespace(), name: ref.GetName(),
+				current: b.GetSpec().GetClusters(), to: orig, pending: pendingFencing(b), deadline: deadline,
+				write: func(ctx context.Context, mutate func(*meridianv1.ResourceBinding)) error {
+					return e.writeHeld(ctx, b, mutate)
+				},
+			})
+		}
 		return e.updateBinding(ctx, b, union(b.GetSpec().GetClusters(), orig), false)
 	})
 	if err != nil {
 		return err
 	}
 	e.step("Failback", "the original clusters get their replicas back on %d workloads", len(held))
-	deadline := e.now().Add(e.r.cfg.MaxDuration)
 	t := time.NewTicker(e.r.cfg.Poll)
 	defer t.Stop()
 	for pending := held; len(pending) > 0; {
@@ -286,6 +332,12 @@ func (e *execution) held(ctx context.Context) ([]*meridianv1.ResourceBinding, er
 // hold sets w's binding to clusters, marking it held by the drill (and
 // recording the original placement the first time).
 func (e *execution) hold(ctx context.Context, w *workload, clusters []*meridianv1.TargetCluster) error {
+	return e.holdWith(ctx, w, func(b *meridianv1.ResourceBinding) { b.Spec.Clusters = cloneTargets(clusters) })
+}
+
+// holdWith applies mutate to w's binding, marking it held by the drill
+// (and recording the original placement the first time).
+func (e *execution) holdWith(ctx context.Context, w *workload, mutate func(b *meridianv1.ResourceBinding)) error {
 	uid := w.obj.GetMetadata().GetUid()
 	_, err := e.r.cfg.Store.Update(ctx, bindingKind, w.ns(), w.binding.GetMetadata().GetName(), func(o resource.Object) error {
 		b := o.(*meridianv1.ResourceBinding)
@@ -303,7 +355,7 @@ func (e *execution) hold(ctx context.Context, w *workload, clusters []*meridianv
 			md.Annotations[AnnotationOriginal] = encodeTargets(w.original)
 		}
 		md.Annotations[AnnotationDrill] = e.name
-		b.Spec.Clusters = cloneTargets(clusters)
+		mutate(b)
 		return nil
 	})
 	if err != nil {
@@ -314,17 +366,25 @@ func (e *execution) hold(ctx context.Context, w *workload, clusters []*meridianv
 
 // updateBinding sets b's clusters and, with release, lets it go.
 func (e *execution) updateBinding(ctx context.Context, b *meridianv1.ResourceBinding, clusters []*meridianv1.TargetCluster, release bool) error {
+	return e.writeHeld(ctx, b, func(x *meridianv1.ResourceBinding) {
+		x.Spec.Clusters = cloneTargets(clusters)
+		if release {
+			delete(x.Metadata.Annotations, AnnotationDrill)
+			delete(x.Metadata.Annotations, AnnotationOriginal)
+		}
+	})
+}
+
+// writeHeld applies mutate to b as stored, while this drill holds it (a
+// binding released already is left alone).
+func (e *execution) writeHeld(ctx context.Context, b *meridianv1.ResourceBinding, mutate func(x *meridianv1.ResourceBinding)) error {
 	ns, name := b.GetMetadata().GetNamespace(), b.GetMetadata().GetName()
 	_, err := e.r.cfg.Store.Update(ctx, bindingKind, ns, name, func(o resource.Object) error {
 		x := o.(*meridianv1.ResourceBinding)
 		if x.GetMetadata().GetAnnotations()[AnnotationDrill] != e.name {
 			return nil // released already
 		}
-		x.Spec.Clusters = cloneTargets(clusters)
-		if release {
-			delete(x.Metadata.Annotations, AnnotationDrill)
-			delete(x.Metadata.Annotations, AnnotationOriginal)
-		}
+		mutate(x)
 		return nil
 	})
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {

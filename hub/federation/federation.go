@@ -183,7 +183,7 @@ func (f *Federation) Run(ctx context.Context) {
 	works := newWorkController(f, inf, rec)
 	agg := newAggregator(f, inf)
 	health := newHealthController(f, inf, rec)
-	drills, err := drill.New(drill.Config{Store: f.store, Engine: f.cfg.Placement, Log: f.log})
+	drills, err := drill.New(drill.Config{Store: f.store, Engine: f.cfg.Placement, Fence: f.cfg.Fence, Log: f.log})
 	if err != nil {
 		f.log.Error("cannot run drills", "err", err) // only a missing input: New checked them
 		return
