@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -40,7 +41,9 @@ type Config struct {
 	// Standalone runs with no hub: the member is managed through its own
 	// API. Exactly one of standalone and hub is required.
 	Standalone bool `mapstructure:"standalone"`
-	// Hub is the hub API address (host:port) the member syncs with.
+	// Hub is the hub API address (host:port) the member syncs with; for a
+	// multi-node hub, every node's, comma-separated: the member moves to
+	// the next when it loses the one it uses.
 	Hub string `mapstructure:"hub"`
 	// JoinToken is traded for a member certificate on the first start
 	// (`meridian token create`); later starts use the stored certificate.
@@ -170,8 +173,10 @@ func (c *Config) Validate() error {
 		bad("hub", "required (the hub's host:port), or run on its own with --standalone")
 	}
 	if c.Hub != "" {
-		if _, _, err := net.SplitHostPort(c.Hub); err != nil {
-			bad("hub", "%q is not host:port: %v", c.Hub, err)
+		for _, a := range strings.Split(c.Hub, ",") {
+			if _, _, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil {
+				bad("hub", "%q is not host:port (or a comma-separated list of them, one per hub node): %v", a, err)
+			}
 		}
 		if c.JoinToken != "" && c.HubCAPin == "" && c.HubCAFile == "" {
 			bad("hub-ca-pin", "required with join-token (printed by `meridian token create`), or give hub-ca-file: the member must know it talks to the real hub before it sends its token")

@@ -62,7 +62,7 @@ A config file can declare nodes in detail:
 	f.String("region", def.Region, "region label")
 	f.String("datacenter", def.Datacenter, "datacenter label")
 	f.Bool("standalone", false, "run without a hub")
-	f.String("hub", "", "hub API address (host:port) to join and sync with")
+	f.String("hub", "", "hub API address (host:port) to join and sync with; for a multi-node hub every node's, comma-separated (the member moves to the next when it loses one)")
 	f.String("join-token", "", "join token (first start only; `meridian token create`)")
 	f.String("hub-ca-pin", "", "sha256:<hex> of the hub CA's key, printed with the token")
 	f.String("hub-ca-file", "", "the hub's CA certificate (PEM), instead of hub-ca-pin")

@@ -61,7 +61,9 @@ const (
 // Config configures a Client. Errors of New name the member's flag of the
 // field at fault (hub, name, join-token, hub-ca-pin, hub-ca-file).
 type Config struct {
-	// Hub is the hub API address, host:port (required).
+	// Hub is the hub API address, host:port (required); several, comma
+	// separated, for a multi-node hub: the member uses one at a time and
+	// moves to the next when it cannot reach it or loses its stream.
 	Hub string
 	// Cluster is this member's cluster name (required): the name in its
 	// certificate and in every SyncHello.
@@ -126,9 +128,11 @@ type State struct {
 
 // Client is a member's link to its hub.
 type Client struct {
-	cfg Config
-	log *slog.Logger
-	m   *metrics
+	cfg   Config
+	addrs []string     // the hub node addresses of Config.Hub
+	cur   atomic.Int32 // index in addrs of the node in use
+	log   *slog.Logger
+	m     *metrics
 
 	nodes, pods *controller.Informer // nil without Config.Informers
 
@@ -145,7 +149,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Log.With("hub", cfg.Hub)}
+	c := &Client{cfg: cfg, addrs: splitHubs(cfg.Hub), log: cfg.Log.With("hub", cfg.Hub)}
 	st, err := readSyncState(filepath.Join(cfg.StateDir, StateFile))
 	if err != nil {
 		return nil, err
@@ -198,12 +202,11 @@ func (cfg *Config) defaults() error {
 	if cfg.Hub == "" {
 		return errors.New("hub: required: the hub API address, host:port")
 	}
-	host, port, err := net.SplitHostPort(cfg.Hub)
-	if err != nil || host == "" || port == "" {
-		return fmt.Errorf("hub: %q is not host:port", cfg.Hub)
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = host
+	for _, a := range splitHubs(cfg.Hub) {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("hub: %q is not host:port", a)
+		}
 	}
 	if cfg.Cluster == "" {
 		return errors.New("name: required: the member's cluster name")
@@ -371,4 +374,35 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 		}
 	}
 	return c
+}
+
+// splitHubs is the addresses of a comma-separated hub list.
+func splitHubs(hub string) []string {
+	var out []string
+	for _, a := range strings.Split(hub, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// hubAddr is the hub node address in use.
+func (c *Client) hubAddr() string { return c.addrs[int(c.cur.Load())%len(c.addrs)] }
+
+// nextHub moves to the next hub node address (a no-op with one).
+func (c *Client) nextHub() {
+	if len(c.addrs) > 1 {
+		c.cur.Store(int32((int(c.cur.Load()) + 1) % len(c.addrs)))
+	}
+}
+
+// serverName is the name the hub node at addr must prove: Config.ServerName,
+// or the address's host.
+func (c *Client) serverName(addr string) string {
+	if c.cfg.ServerName != "" {
+		return c.cfg.ServerName
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	return host
 }

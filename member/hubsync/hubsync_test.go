@@ -3,6 +3,7 @@ package hubsync_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -167,6 +168,7 @@ func TestNewValidation(t *testing.T) {
 	}{
 		{"no hub", func(c *hubsync.Config) { c.Hub = "" }, "hub: "},
 		{"hub without port", func(c *hubsync.Config) { c.Hub = "hub.example" }, "hub: "},
+		{"second hub without port", func(c *hubsync.Config) { c.Hub = "127.0.0.1:7700,hub.example" }, "hub: "},
 		{"no name", func(c *hubsync.Config) { c.Cluster = "" }, "name: "},
 		{"bad name", func(c *hubsync.Config) { c.Cluster = "DC_A1" }, "name: "},
 		{"no state dir", func(c *hubsync.Config) { c.StateDir = "" }, "state-dir: "},
@@ -655,4 +657,31 @@ func TestRunWithoutCertificateRetries(t *testing.T) {
 		t.Errorf("hello = %v", s.hello)
 	}
 	eventually(t, "connected", func() bool { return c.State().Connected && c.State().LastError == "" })
+}
+
+// TestSeveralHubAddresses: with every node of a multi-node hub listed, a
+// member joins through the one that answers, and when its stream ends it
+// moves on (here past a dead node) and resumes where it was.
+func TestSeveralHubAddresses(t *testing.T) {
+	e := newEnv(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close() // nothing listens there now: connections are refused
+	cfg := e.config()
+	cfg.Hub = dead + ", " + e.hub.addr
+	_, s, _ := e.start(t, cfg)
+	s.sendSnapshot(t, 3, 500, work(namespace("demo", false), 1))
+	s.waitAck(t, 3)
+
+	s.end <- status.Error(codes.Unavailable, "hub node stopping")
+	s2 := e.hub.nextStream(t)
+	if s2.hello.GetRevision() != 3 {
+		t.Fatalf("hello after moving past the dead node = %v, want revision 3", s2.hello)
+	}
+	s2.sendChanges(t, 4, change(work(configMap("demo", "after", false, nil), 1), false))
+	s2.waitAck(t, 4)
+	get(t, e.st, kConfigMap, "demo", "after")
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
@@ -57,27 +58,13 @@ func (c *Client) Join(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", prefix, err)
 	}
-	var (
-		tlsCfg *tls.Config
-		roots  *x509.CertPool
-	)
+	var roots *x509.CertPool
 	if c.cfg.CAFile != "" {
 		if roots, err = readPool(c.cfg.CAFile); err != nil {
 			return fmt.Errorf("%s: hub-ca-file: %w", prefix, err)
 		}
-		tlsCfg, err = pki.ClientTLS(roots, nil, c.cfg.ServerName)
-	} else {
-		tlsCfg, err = pki.JoinClientTLS(c.cfg.CAPin, c.cfg.ServerName)
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", prefix, err)
-	}
-	conn, err := grpc.NewClient(c.cfg.Hub, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	if err != nil {
-		return fmt.Errorf("%s: %w", prefix, err)
-	}
-	defer conn.Close()
-	resp, err := meridianv1.NewFederationServiceClient(conn).Join(ctx, &meridianv1.JoinRequest{
+	req := &meridianv1.JoinRequest{
 		Token:       c.cfg.JoinToken,
 		Csr:         csr,
 		Name:        c.cfg.Cluster,
@@ -86,7 +73,20 @@ func (c *Client) Join(ctx context.Context) error {
 		Labels:      c.cfg.Labels,
 		ApiEndpoint: c.cfg.APIEndpoint,
 		Version:     c.cfg.Version,
-	})
+	}
+	// Each hub node in turn, until one answers: a refusal (a bad token, a
+	// taken name) is final; a node that cannot be reached is not.
+	var resp *meridianv1.JoinResponse
+	for range c.addrs {
+		addr := c.hubAddr()
+		if resp, err = c.joinAt(ctx, addr, roots, req); err == nil || len(c.addrs) == 1 {
+			break
+		}
+		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+			break
+		}
+		c.nextHub()
+	}
 	if err != nil {
 		return wrapRPC(prefix, err)
 	}
@@ -171,10 +171,33 @@ func (c *Client) loadKeyPair() (*pki.KeyPair, error) {
 	return kp, nil
 }
 
+// joinAt sends req to the hub node at addr, over TLS that trusts the
+// configured roots, or only a hub whose CA matches the pin.
+func (c *Client) joinAt(ctx context.Context, addr string, roots *x509.CertPool, req *meridianv1.JoinRequest) (*meridianv1.JoinResponse, error) {
+	var (
+		tlsCfg *tls.Config
+		err    error
+	)
+	if roots != nil {
+		tlsCfg, err = pki.ClientTLS(roots, nil, c.serverName(addr))
+	} else {
+		tlsCfg, err = pki.JoinClientTLS(c.cfg.CAPin, c.serverName(addr))
+	}
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return meridianv1.NewFederationServiceClient(conn).Join(ctx, req)
+}
+
 // syncTLS is the mutual TLS configuration of the Sync stream: the stored
 // CA as the only root, the stored certificate as the client's. It is read
 // again for every connection.
-func (c *Client) syncTLS() (*tls.Config, error) {
+func (c *Client) syncTLS(serverName string) (*tls.Config, error) {
 	if !certStored(c.cfg.StateDir) {
 		return nil, fmt.Errorf("no member certificate in %s: the member has not joined the hub (Join)", c.cfg.StateDir)
 	}
@@ -194,5 +217,5 @@ func (c *Client) syncTLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pki.ClientTLS(roots, &cert, c.cfg.ServerName)
+	return pki.ClientTLS(roots, &cert, serverName)
 }

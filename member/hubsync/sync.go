@@ -61,6 +61,8 @@ func (c *Client) Run(ctx context.Context) {
 		if err == nil {
 			err = errors.New("the stream ended")
 		}
+		err = fmt.Errorf("hub %s: %w", c.hubAddr(), err)
+		c.nextHub() // a multi-node hub: try the next node
 		c.setConnected(false, err)
 		switch {
 		case s.connected:
@@ -107,11 +109,12 @@ type session struct {
 // run opens the stream and serves it until it fails or ctx ends.
 func (s *session) run(ctx context.Context) error {
 	c := s.c
-	tlsCfg, err := c.syncTLS()
+	addr := c.hubAddr()
+	tlsCfg, err := c.syncTLS(c.serverName(addr))
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(c.cfg.Hub,
+	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvMsgSize)),
 		// A hub that vanishes without closing the connection (its machine

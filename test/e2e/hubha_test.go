@@ -605,3 +605,38 @@ func BenchmarkHubLeaderFailover(b *testing.B) {
 	b.ReportMetric(firstWrite.Seconds()/float64(b.N), "first-write-s")
 	b.ReportMetric(0, "ns/op")
 }
+
+// TestMemberMovesToAnotherHubNode: a member given every node of a 3-node
+// hub keeps syncing when the node it uses is killed: it moves to another
+// node, resumes from its revision and takes the next change.
+func TestMemberMovesToAnotherHubNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	nodes := startHAHub(t, "--heartbeat-timeout", "3s")
+	first := nodes[0]
+	tok, pin := (&federation{hub: first.proc}).token(t, "--for-cluster", "edge-2", "--single-use")
+	memberDir := t.TempDir()
+	m := &memberProcess{api: "127.0.0.1:" + freePort(t), httpAddr: "127.0.0.1:" + freePort(t), done: make(chan error, 1)}
+	hubs := nodes[0].api + "," + nodes[1].api + "," + nodes[2].api
+	startMemberWith(t, m, []string{"member", "--name", "edge-2", "--region", "region-b", "--datacenter", "dc-b1",
+		"--data-dir", memberDir, "--listen", m.api, "--http-listen", m.httpAddr,
+		"--pod-cidr", "127.76.0.0/16", "--service-cidr", "127.176.0.0/16", "--node-count", "1",
+		"--hub", hubs, "--heartbeat-interval", "500ms", "--log-level", "error",
+		"--join-token", tok, "--hub-ca-pin", pin})
+	if out, err := runCLI(t, first.proc, sleeperDeploy(1, "v1"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	waitFor(t, "the member runs 1 replica", 30*time.Second, func() bool { return running(m.pods(t, "fed")) == 1 })
+
+	// The member joined and syncs through the first node it could reach:
+	// the first of the list. Kill it.
+	first.kill9(t)
+	killed := time.Now()
+	next := nodes[1]
+	if out, err := runCLI(t, next.proc, sleeperDeploy(2, "v2"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply through %s: %v\n%s", next.name, err, out)
+	}
+	waitFor(t, "the member runs 2 replicas after its hub node died", 60*time.Second, func() bool { return running(m.pods(t, "fed")) == 2 })
+	t.Logf("the change reached the member %s after its hub node was killed", time.Since(killed).Round(time.Millisecond))
+}
