@@ -80,6 +80,13 @@ type Config struct {
 	// LeaseMargin is the hub's safety margin: a singleton is released only
 	// after its cluster's lease has expired plus this. Default 2s.
 	LeaseMargin time.Duration `mapstructure:"lease-margin"`
+	// FailoverRate and FailoverBurst bound failover moves federation-wide
+	// (a token bucket: moves per second, and how many may go at once).
+	// The toleration is what keeps a flapping link from moving anything;
+	// this bounds the write load when a whole datacenter goes. Default
+	// 1000/s, burst 1000.
+	FailoverRate  float64 `mapstructure:"failover-rate"`
+	FailoverBurst int     `mapstructure:"failover-burst"`
 
 	// MaxRequestBytes bounds one API request. Default 4 MiB.
 	MaxRequestBytes int `mapstructure:"max-request-bytes"`
@@ -147,6 +154,8 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:        15 * time.Second,
 		LeaseDuration:           10 * time.Second,
 		LeaseMargin:             2 * time.Second,
+		FailoverRate:            1000,
+		FailoverBurst:           1000,
 		MaxRequestBytes:         4 << 20,
 		RequestTimeout:          30 * time.Second,
 		ShutdownTimeout:         10 * time.Second,
@@ -238,6 +247,12 @@ func (c *Config) Validate() error {
 	}
 	if c.LeaseDuration < 200*time.Millisecond {
 		bad("lease-duration", "must be at least 200ms, got %s", c.LeaseDuration)
+	}
+	if c.FailoverRate <= 0 {
+		bad("failover-rate", "must be positive (moves per second), got %v", c.FailoverRate)
+	}
+	if c.FailoverBurst <= 0 {
+		bad("failover-burst", "must be positive, got %d", c.FailoverBurst)
 	}
 	if c.LeaseMargin <= 0 || c.LeaseMargin >= c.LeaseDuration {
 		bad("lease-margin", "must be positive and below lease-duration (%s), got %s", c.LeaseDuration, c.LeaseMargin)

@@ -120,6 +120,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	fcfg := federation.Config{
 		Store: h.store, CA: h.sec.ca, Tokens: h.sec.tokens, HubID: h.hubID, Version: version.Version,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, Placement: h.pipe.engine, Registry: reg, Log: log,
+		FailoverRate: cfg.FailoverRate, FailoverBurst: cfg.FailoverBurst,
 	}
 	if h.gsp != nil {
 		fcfg.Gossip = h.gsp

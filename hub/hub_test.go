@@ -272,11 +272,12 @@ func TestConfigValidateNamesEveryBadKey(t *testing.T) {
 	cfg.EtcdClientURL = "ftp://x"
 	cfg.EtcdInitialClusterState = "maybe"
 	cfg.LogLevel = "loud"
+	cfg.FailoverRate, cfg.FailoverBurst = 0, -1
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, key := range []string{"listen:", "etcd-client-url:", "etcd-initial-cluster-state:", "log-level:"} {
+	for _, key := range []string{"listen:", "etcd-client-url:", "etcd-initial-cluster-state:", "log-level:", "failover-rate:", "failover-burst:"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}
