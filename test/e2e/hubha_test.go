@@ -634,9 +634,14 @@ func TestMemberMovesToAnotherHubNode(t *testing.T) {
 	first.kill9(t)
 	killed := time.Now()
 	next := nodes[1]
-	if out, err := runCLI(t, next.proc, sleeperDeploy(2, "v2"), "apply", "-f", "-"); err != nil {
-		t.Fatalf("apply through %s: %v\n%s", next.name, err, out)
-	}
+	// The killed node may have led etcd: the survivors elect a new leader
+	// first, and a write meanwhile is refused (leader changed). Retry.
+	var out string
+	waitFor(t, "an apply through "+next.name, 30*time.Second, func() bool {
+		var err error
+		out, err = runCLI(t, next.proc, sleeperDeploy(2, "v2"), "apply", "-f", "-")
+		return err == nil
+	})
 	waitFor(t, "the member runs 2 replicas after its hub node died", 60*time.Second, func() bool { return running(m.pods(t, "fed")) == 2 })
-	t.Logf("the change reached the member %s after its hub node was killed", time.Since(killed).Round(time.Millisecond))
+	t.Logf("the change reached the member %s after its hub node was killed (%s)", time.Since(killed).Round(time.Millisecond), lastLine(out))
 }
