@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -73,7 +74,7 @@ docs/examples/spread.yaml divides one with a PropagationPolicy.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dir, "dir", ".meridian-dev", "directory for the dev federation's data and logs")
-	f.IntVar(&o.portBase, "port-base", 7700, "first port: the hub uses base..base+4, member i base+10*i..; 0 picks free ports")
+	f.IntVar(&o.portBase, "port-base", 7700, "first port: the hub uses base..base+4, member i base+10*i..; 0 picks a free range below the ephemeral ports")
 	f.IntVar(&o.nodes, "nodes", 2, "nodes per member")
 	f.StringVar(&o.runtime, "runtime", "exec", "member runtime: exec (real processes) or sim")
 	f.DurationVar(&o.readyTimeout, "ready-timeout", 90*time.Second, "how long to wait for the federation to come up")
@@ -245,16 +246,25 @@ func portPlan(base int) (func(int) int, error) {
 		}
 		return func(slot int) int { return base + slot }, nil
 	}
-	free := map[int]int{}
-	for _, slot := range []int{0, 1, 2, 3, 4, 10, 11, 12, 20, 21, 22, 30, 31, 32} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+	// Free ports, picked below the kernel's ephemeral range (32768 and up
+	// on Linux): a port the kernel handed out for a moment (Listen on :0)
+	// may be the local port of the next outgoing connection of any process
+	// before a member binds it; a port below that range is only taken by
+	// someone who asks for it.
+	for range 100 {
+		base := 10000 + rand.IntN(32000-10000-40)
+		ok := true
+		for _, slot := range []int{0, 1, 2, 3, 4, 10, 11, 12, 20, 21, 22, 30, 31, 32} {
+			if portFree(base+slot) != nil {
+				ok = false
+				break
+			}
 		}
-		free[slot] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		if ok {
+			return func(slot int) int { return base + slot }, nil
+		}
 	}
-	return func(slot int) int { return free[slot] }, nil
+	return nil, errors.New("--port-base 0: found no free range of ports between 10000 and 32000")
 }
 
 func portFree(port int) error {
