@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 
+	"github.com/meridian-fed/meridian/policies/tainttoleration"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
@@ -89,26 +90,11 @@ func (TaintToleration) Filter(pod *PodInfo, node *NodeInfo) *Status {
 }
 
 // tolerated reports whether any toleration matches the taint, by
-// Kubernetes' rules: an empty effect matches every effect, an empty key
-// with Exists matches every taint, Equal (the default) compares values.
+// Kubernetes' rules. Nodes and clusters share the one matcher
+// (tainttoleration.Tolerated), so that a toleration means the same to the
+// member's scheduler and to the hub's placement.
 func tolerated(tols []*meridianv1.Toleration, t *meridianv1.Taint) bool {
-	for _, tol := range tols {
-		if e := tol.GetEffect(); e != "" && e != t.GetEffect() {
-			continue
-		}
-		if k := tol.GetKey(); k != "" && k != t.GetKey() {
-			continue
-		}
-		switch tol.GetOperator() {
-		case "Exists":
-			return true
-		case "", "Equal":
-			if tol.GetKey() != "" && tol.GetValue() == t.GetValue() {
-				return true
-			}
-		}
-	}
-	return false
+	return tainttoleration.Tolerated(tols, t)
 }
 
 // NodeSelector filters out nodes whose labels do not match the pod's
