@@ -80,13 +80,11 @@ func TestSchedulerTaintsAndTolerations(t *testing.T) {
 	h.create(node("gpu-1", "4", "8Gi", nil,
 		&meridianv1.Taint{Key: "dedicated", Value: "gpu", Effect: "NoSchedule"},
 		&meridianv1.Taint{Key: "slow", Effect: "PreferNoSchedule"}))
-	h.create(node("cordoned", "4", "8Gi", nil))
-	if _, err := h.st.Update(h.ctx, nodeKind, "", "cordoned", func(o resource.Object) error {
-		o.(*meridianv1.Node).Spec.Unschedulable = true
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// Cordoned from its first write: a cordon written after the node was
+	// created can reach the scheduler's cache after the pod below does.
+	cordoned := node("cordoned", "4", "8Gi", nil)
+	cordoned.Spec.Unschedulable = true
+	h.create(cordoned)
 
 	h.create(pod("plain", "100m", "", ""))
 	h.waitMessage("plain", "0/2 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable.")
