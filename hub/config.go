@@ -80,6 +80,11 @@ type Config struct {
 	// LeaseMargin is the hub's safety margin: a singleton is released only
 	// after its cluster's lease has expired plus this. Default 2s.
 	LeaseMargin time.Duration `mapstructure:"lease-margin"`
+	// LeaderLease is the etcd session lease of the hub node that runs the
+	// controllers: when the leader dies, another node takes over about one
+	// lease (plus an etcd election) later. Whole seconds, at least 2s (etcd
+	// rounds shorter leases up). Default 5s.
+	LeaderLease time.Duration `mapstructure:"leader-lease"`
 	// FailoverRate and FailoverBurst bound failover moves federation-wide
 	// (a token bucket: moves per second, and how many may go at once).
 	// The toleration is what keeps a flapping link from moving anything;
@@ -154,6 +159,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:        15 * time.Second,
 		LeaseDuration:           10 * time.Second,
 		LeaseMargin:             2 * time.Second,
+		LeaderLease:             5 * time.Second,
 		FailoverRate:            1000,
 		FailoverBurst:           1000,
 		MaxRequestBytes:         4 << 20,
@@ -247,6 +253,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LeaseDuration < 200*time.Millisecond {
 		bad("lease-duration", "must be at least 200ms, got %s", c.LeaseDuration)
+	}
+	if c.LeaderLease < 2*time.Second || c.LeaderLease%time.Second != 0 {
+		bad("leader-lease", "must be whole seconds, at least 2s (an etcd lease TTL), got %s", c.LeaderLease)
 	}
 	if c.FailoverRate <= 0 {
 		bad("failover-rate", "must be positive (moves per second), got %v", c.FailoverRate)

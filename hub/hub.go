@@ -175,7 +175,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	h.cancel = cancel
 	h.goRun(func() { h.fed.Serve(runCtx) })
 	h.goRun(func() { guard.run(runCtx) })
-	h.goRun(func() { runAsLeader(runCtx, h.cli, cfg.EtcdName, 5, log, leading(leader, h.fed.Run)) })
+	h.goRun(func() {
+		runAsLeader(runCtx, h.cli, cfg.EtcdName, int(cfg.LeaderLease/time.Second), log, leading(leader, h.fed.Run))
+	})
 	log.Info("hub started", "api", h.api.GRPCAddr(), "http", h.api.HTTPAddr(), "etcd", endpoints, "embedded", h.node != nil,
 		"hub_id", h.hubID, "gossip", cfg.GossipListen)
 	return h, nil

@@ -273,11 +273,12 @@ func TestConfigValidateNamesEveryBadKey(t *testing.T) {
 	cfg.EtcdInitialClusterState = "maybe"
 	cfg.LogLevel = "loud"
 	cfg.FailoverRate, cfg.FailoverBurst = 0, -1
+	cfg.LeaderLease = 1500 * time.Millisecond
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, key := range []string{"listen:", "etcd-client-url:", "etcd-initial-cluster-state:", "log-level:", "failover-rate:", "failover-burst:"} {
+	for _, key := range []string{"listen:", "etcd-client-url:", "etcd-initial-cluster-state:", "log-level:", "failover-rate:", "failover-burst:", "leader-lease:"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}

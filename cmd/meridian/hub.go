@@ -80,6 +80,7 @@ func addHubFlags(f *pflag.FlagSet, def hub.Config) {
 	f.Duration("heartbeat-timeout", def.HeartbeatTimeout, "how old a member's last heartbeat may be before it is Suspect")
 	f.Duration("lease-duration", def.LeaseDuration, "how long a member's singleton lease holds after it renews (docs/failover.md, Fencing)")
 	f.Duration("lease-margin", def.LeaseMargin, "the hub's safety margin: a singleton moves only after its cluster's lease expired plus this")
+	f.Duration("leader-lease", def.LeaderLease, "the leading hub node's etcd session lease: a new leader takes over about this long after the leader dies (whole seconds, >= 2s)")
 	f.Float64("failover-rate", def.FailoverRate, "failover moves per second, federation-wide (a token bucket)")
 	f.Int("failover-burst", def.FailoverBurst, "failover moves that may go at once")
 	f.Int("max-request-bytes", def.MaxRequestBytes, "largest API request accepted")

@@ -562,9 +562,17 @@ func runMeridian(t testing.TB, stdin string, args ...string) (string, error) {
 // and until the first write is acknowledged through a survivor. The killed
 // node is then restarted on its data for the next round.
 //
+// It runs with the default --leader-lease (5s) and with the shortest (2s).
+//
 //	go test ./test/e2e -run '^$' -bench HubLeaderFailover -benchtime 5x
 func BenchmarkHubLeaderFailover(b *testing.B) {
-	nodes := startHAHub(b)
+	for _, lease := range []string{"5s", "2s"} {
+		b.Run("leader-lease="+lease, func(b *testing.B) { benchLeaderFailover(b, "--leader-lease", lease) })
+	}
+}
+
+func benchLeaderFailover(b *testing.B, extra ...string) {
+	nodes := startHAHub(b, extra...)
 	var failover, firstWrite, prev time.Duration
 	for i := 0; i < b.N; i++ {
 		leader := haLeader(b, nodes, 30*time.Second)
