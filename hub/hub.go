@@ -161,6 +161,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		meridianv1.RegisterPlacementServiceServer(s, h.pipe)
 		meridianv1.RegisterDrillServiceServer(s, &drill.Service{Mint: func(ctx context.Context, name string, ttl time.Duration) (string, error) {
 			return h.sec.mintAdminToken(ctx, h.cli, name, ttl)
+		}, List: func(ctx context.Context) ([]pki.AdminTokenRecord, error) {
+			return loadAdminTokens(ctx, h.cli)
+		}, Revoke: func(ctx context.Context, id string) error {
+			return h.sec.revokeAdminToken(ctx, h.cli, id)
 		}})
 	})
 	if err != nil {

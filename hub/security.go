@@ -14,6 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meridian-fed/meridian/hub/drill"
 	"github.com/meridian-fed/meridian/proto/meridian/pki"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
@@ -153,6 +154,20 @@ func (s *security) mintAdminToken(ctx context.Context, cli *clientv3.Client, nam
 	return tok.Value(), nil
 }
 
+// revokeAdminToken removes the admin token id (a drill operator's: hub/drill)
+// from etcd and from this node's set; other hub nodes find its record gone
+// on the token's next call (reloadingTokens).
+func (s *security) revokeAdminToken(ctx context.Context, cli *clientv3.Client, id string) error {
+	if id == "" || id == "first" {
+		return fmt.Errorf("admin token %q cannot be revoked here", id)
+	}
+	if _, err := cli.Delete(ctx, adminTokenPrefix+id); err != nil {
+		return fmt.Errorf("failed to delete the admin token: %w", err)
+	}
+	s.adminTokens.Remove(id)
+	return nil
+}
+
 // reloadingTokens verifies admin tokens against this node's set and, for
 // a token it does not know, reloads the records from etcd (at most once a
 // second): a token minted through another hub node works everywhere.
@@ -167,6 +182,9 @@ type reloadingTokens struct {
 // VerifyAdminToken implements pki.AdminTokenVerifier.
 func (r *reloadingTokens) VerifyAdminToken(ctx context.Context, token string) (pki.Identity, error) {
 	id, err := r.set.VerifyAdminToken(ctx, token)
+	if err == nil && drill.IsOperator(id) {
+		return r.stillStored(ctx, token, id)
+	}
 	if !errors.Is(err, pki.ErrTokenUnknown) {
 		return id, err
 	}
@@ -187,6 +205,27 @@ func (r *reloadingTokens) VerifyAdminToken(ctx context.Context, token string) (p
 		_ = r.set.Add(rec) // a bad record stays out, as at start
 	}
 	return r.set.VerifyAdminToken(ctx, token)
+}
+
+// stillStored checks that a drill-operator token this node knows was not
+// revoked (through any hub node): its record must still be in etcd — one
+// linearizable read per call made with such a token. A revoked token
+// leaves this node's set and is Unauthenticated; a failed read refuses the
+// call rather than let a revoked token through.
+func (r *reloadingTokens) stillStored(ctx context.Context, token string, id pki.Identity) (pki.Identity, error) {
+	tok, err := pki.ParseToken(token)
+	if err != nil {
+		return pki.Identity{}, err
+	}
+	resp, err := r.cli.Get(ctx, adminTokenPrefix+tok.ID(), clientv3.WithCountOnly())
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("failed to check drill-operator token %s: %w", tok.ID(), err)
+	}
+	if resp.Count == 0 {
+		r.set.Remove(tok.ID())
+		return pki.Identity{}, fmt.Errorf("admin token %s: %w (revoked)", tok.ID(), pki.ErrTokenUnknown)
+	}
+	return id, nil
 }
 
 // authPolicy says who may call what on the hub API.

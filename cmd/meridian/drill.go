@@ -43,7 +43,8 @@ object is the drill's state and, once it ends, its report. See docs/drills.md.
 
 Modes: test (copies in an isolated namespace; production untouched), planned
 (switchover: targets first, then the source drains; then back), unplanned
-(the scope loses its workloads at once; failover; then failback).`,
+(the scope is marked failed for its workloads; the failover controller moves them;
+then they come back).`,
 	}
 	cmd.AddCommand(newDrillRunCommand(cf), newDrillListCommand(cf), newDrillStatusCommand(cf),
 		newDrillAbortCommand(cf), newDrillReportCommand(cf), newDrillOperatorTokenCommand(cf))
@@ -52,7 +53,7 @@ Modes: test (copies in an isolated namespace; production untouched), planned
 
 func newDrillRunCommand(cf *clientFlags) *cobra.Command {
 	var scope, mode, rto, rpo, workloads, name string
-	var wait bool
+	var wait, includeSingletons bool
 	cmd := &cobra.Command{
 		Use:   "run --scope cluster=X|datacenter=X|region=X --mode test|planned|unplanned",
 		Short: "Start a drill",
@@ -64,6 +65,10 @@ func newDrillRunCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if includeSingletons && mode != drill.ModeTest {
+				return fmt.Errorf("--include-singletons is for --mode test (planned and unplanned drills move singletons, fenced)")
+			}
+			d.Spec.IncludeSingletons = includeSingletons
 			c, err := cf.dial()
 			if err != nil {
 				return err
@@ -91,6 +96,7 @@ func newDrillRunCommand(cf *clientFlags) *cobra.Command {
 	f.StringVar(&workloads, "workloads", "", "label selector of the workloads concerned (default: all in the scope)")
 	f.StringVar(&name, "name", "", "drill name (default: SCOPE-MODE-TIME)")
 	f.BoolVar(&wait, "wait", false, "follow the drill until it ends; exit status 1 unless it passes")
+	f.BoolVar(&includeSingletons, "include-singletons", false, "test mode: copy singletons (StatefulSets, workloads annotated meridian.io/singleton) too; by default they are skipped, as their copies could write to production's storage")
 	_ = cmd.MarkFlagRequired("scope")
 	return cmd
 }
@@ -445,16 +451,54 @@ func createDrill(ctx context.Context, c *client, d *meridianv1.Drill) error {
 
 func newDrillOperatorTokenCommand(cf *clientFlags) *cobra.Command {
 	var ttl time.Duration
+	mint := func(cmd *cobra.Command, args []string) error {
+		c, err := cf.dial()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := c.call(cmd.Context())
+		defer cancel()
+		resp, err := meridianv1.NewDrillServiceClient(c.conn).CreateOperatorToken(ctx,
+			&meridianv1.CreateOperatorTokenRequest{Name: args[0], TtlSeconds: int64(ttl / time.Second)})
+		if err != nil {
+			return fmt.Errorf("failed to create the drill-operator token: %w", err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s\n", resp.GetToken())
+		fmt.Fprintf(cmd.ErrOrStderr(), "token for %s (shown once)\n", resp.GetIdentity())
+		return nil
+	}
 	cmd := &cobra.Command{
 		Use:   "operator-token NAME",
-		Short: "Make a drill-operator token: it may read everything and run drills, nothing else",
+		Short: "Make, list or revoke drill-operator tokens: they may read everything and run drills, nothing else",
 		Long: `Makes an admin token for the drill operator NAME (it authenticates as
 drill-operator.NAME): with it the admin API lets its holder read every object and
 create, abort and delete Drills, and refuses everything else. Only a full admin
-may make one. The token is printed once; the hub keeps only its hash.`,
-		Example: "  meridian drill operator-token alice --ttl 720h\n  meridian context set drills --server HUB --ca-file ca.crt --token TOKEN",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+may make one. The token is printed once; the hub keeps only its hash.
+
+"operator-token list" lists the drill-operator tokens (never their secrets) and
+"operator-token revoke NAME" ends every token of the operator NAME (or, with
+--id, one token): the next call made with a revoked token, through any hub node,
+is refused as Unauthenticated. "operator-token create NAME" is the same as
+"operator-token NAME" (for an operator named list, revoke or create).`,
+		Example: "  meridian drill operator-token alice --ttl 720h\n  meridian context set drills --server HUB --ca-file ca.crt --token TOKEN\n" +
+			"  meridian drill operator-token list\n  meridian drill operator-token revoke alice",
+		Args: cobra.ExactArgs(1),
+		RunE: mint,
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the token is valid (default: no end)")
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Make a drill-operator token (as operator-token NAME)",
+		Args:  cobra.ExactArgs(1),
+		RunE:  mint,
+	}
+	create.Flags().DurationVar(&ttl, "ttl", 0, "how long the token is valid (default: no end)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List drill-operator tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.dial()
 			if err != nil {
 				return err
@@ -462,16 +506,59 @@ may make one. The token is printed once; the hub keeps only its hash.`,
 			defer c.Close()
 			ctx, cancel := c.call(cmd.Context())
 			defer cancel()
-			resp, err := meridianv1.NewDrillServiceClient(c.conn).CreateOperatorToken(ctx,
-				&meridianv1.CreateOperatorTokenRequest{Name: args[0], TtlSeconds: int64(ttl / time.Second)})
+			resp, err := meridianv1.NewDrillServiceClient(c.conn).ListOperatorTokens(ctx, &meridianv1.ListOperatorTokensRequest{})
 			if err != nil {
-				return fmt.Errorf("failed to create the drill-operator token: %w", err)
+				return c.explain(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", resp.GetToken())
-			fmt.Fprintf(cmd.ErrOrStderr(), "token for %s (shown once)\n", resp.GetIdentity())
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 3, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tID\tIDENTITY\tEXPIRES")
+			now := time.Now()
+			for _, t := range resp.GetTokens() {
+				exp := "never"
+				if t.GetExpires() != nil {
+					exp = "in " + shortDuration(t.GetExpires().AsTime().Sub(now))
+					if t.GetExpires().AsTime().Before(now) {
+						exp = "expired"
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.GetName(), t.GetId(), t.GetIdentity(), exp)
+			}
+			return tw.Flush()
+		},
+	}
+	var id string
+	revoke := &cobra.Command{
+		Use:   "revoke NAME | --id ID",
+		Short: "End every token of a drill operator (or one, with --id) before it expires",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &meridianv1.RevokeOperatorTokenRequest{}
+			switch {
+			case len(args) == 1 && id == "":
+				req.Name = args[0]
+			case len(args) == 0 && id != "":
+				req.Id, _, _ = strings.Cut(id, ".") // accept the whole token too
+			default:
+				return fmt.Errorf("give the operator's NAME or --id ID (one of them)")
+			}
+			c, err := cf.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := c.call(cmd.Context())
+			defer cancel()
+			resp, err := meridianv1.NewDrillServiceClient(c.conn).RevokeOperatorToken(ctx, req)
+			if err != nil {
+				return c.explain(err)
+			}
+			for _, id := range resp.GetIds() {
+				fmt.Fprintf(cmd.OutOrStdout(), "token %s revoked\n", id)
+			}
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the token is valid (default: no end)")
+	revoke.Flags().StringVar(&id, "id", "", "revoke only the token with this ID (or the whole token)")
+	cmd.AddCommand(create, list, revoke)
 	return cmd
 }

@@ -11,15 +11,19 @@
 //   - planned: a switchover — the replicas come up at the targets first,
 //     then the source drains; the original placement is restored the same
 //     way at the end.
-//   - unplanned: the scope's clusters lose the workloads at once (as if they
-//     had failed), the placement engine re-places the replicas on the
-//     survivors; failback at the end.
+//   - unplanned: the scope's clusters are marked failed on the affected
+//     workloads' bindings (failover.MarkDrillFailure) and the failover
+//     controller moves them as off an Unreachable cluster (toleration, rate
+//     limit, placement, plugins, purge, fencing, events, metrics, history);
+//     at the end the drill removes the marks and restores the placement
+//     before it. Test mode skips singletons unless spec.includeSingletons.
 //
 // A singleton (federation.IsSingleton) never runs two copies: every move a
-// planned or unplanned drill makes of one — the switchover, the
-// disruption, the failback, an abort — stops the old copy first (Config.
-// Fence: Revoke, then Release until it answers with an epoch) and then
-// moves the binding with the new fencing epoch (singleton.go).
+// planned or unplanned drill makes of one — the switchover, the failback,
+// an abort — stops the old copy first (Config.Fence: Revoke, then Release
+// until it answers with an epoch) and then moves the binding with the new
+// fencing epoch (singleton.go); an unplanned drill's disruption is the
+// failover controller's move, fenced the same way.
 //
 // While a drill holds a ResourceBinding it carries the annotations
 // AnnotationDrill and AnnotationOriginal; the placement controller leaves

@@ -150,6 +150,9 @@ func (e *execution) prepare(ctx context.Context, d *meridianv1.Drill, all []*mer
 	if e.ws, err = r.affected(ctx, spec, e.scope); err != nil {
 		return "", err
 	}
+	if spec.GetMode() == ModeTest && !spec.GetIncludeSingletons() {
+		e.skipSingletons()
+	}
 	if short := capacityShortfall(e.ws, e.survivors); short != "" {
 		return short, nil
 	}
@@ -165,7 +168,35 @@ func (e *execution) prepare(ctx context.Context, d *meridianv1.Drill, all []*mer
 	}
 	e.step("Start", "%s drill of %s (%s): %d workloads; survivors %s", spec.GetMode(), ScopeString(spec.GetScope()),
 		strings.Join(slices.Sorted(maps.Keys(e.scope)), ", "), len(e.ws), clusterNames(e.survivors))
+	if sk := e.status.GetSkipped(); len(sk) > 0 {
+		names := make([]string, len(sk))
+		for i, s := range sk {
+			names[i] = s.GetWorkload().GetKind() + "/" + s.GetWorkload().GetNamespace() + "/" + s.GetWorkload().GetName()
+		}
+		e.step("Skipped", "%d singletons not copied (a copy could write to production's storage; --include-singletons copies them): %s",
+			len(sk), strings.Join(firstN(names, 5), ", "))
+	}
 	return "", nil
+}
+
+// SkipSingletonReason is why a test drill skips a singleton by default.
+const SkipSingletonReason = "a singleton (a StatefulSet, or annotated meridian.io/singleton): its copy could write to the same external storage as production; run the drill with --include-singletons (spec.includeSingletons) to copy it"
+
+// skipSingletons takes the singletons out of a test drill's workloads and
+// records each in status.skipped: a copy in the drill namespace is another
+// workload with another fencing identity, so nothing would keep it from
+// writing to whatever storage its pod template points at.
+func (e *execution) skipSingletons() {
+	kept := e.ws[:0]
+	for _, w := range e.ws {
+		if !w.singleton {
+			kept = append(kept, w)
+			continue
+		}
+		e.status.Skipped = append(e.status.Skipped, &meridianv1.DrillSkippedWorkload{
+			Workload: proto.Clone(w.result.GetWorkload()).(*meridianv1.ObjectReference), Reason: SkipSingletonReason})
+	}
+	e.ws = kept
 }
 
 func clusterNames(cs []*framework.Cluster) string {
@@ -192,6 +223,11 @@ func objective(s string) (time.Duration, error) {
 func (e *execution) run(ctx context.Context) {
 	var err error
 	if len(e.ws) == 0 {
+		if n := len(e.status.GetSkipped()); n > 0 {
+			e.step("Verdict", "every selected workload in the scope was skipped (%d)", n)
+			e.finish(ctx, PhaseSucceeded, fmt.Sprintf("every selected workload in the scope was skipped (%d singletons): nothing to rehearse", n))
+			return
+		}
 		e.step("Verdict", "no selected workload runs in the scope")
 		e.finish(ctx, PhaseSucceeded, "no selected workload runs in the scope: nothing to rehearse")
 		return
@@ -244,16 +280,22 @@ func (e *execution) verdict(ctx context.Context) {
 	if slices.ContainsFunc(e.ws, func(w *workload) bool { return w.result.GetRpo() != nil }) {
 		e.status.Rpo = durationpb.New(worstRPO)
 	}
+	skipped := ""
+	if n := len(e.status.GetSkipped()); n > 0 {
+		skipped = fmt.Sprintf("; %d singletons skipped", n)
+	}
 	if len(missed) == 0 {
 		msg := fmt.Sprintf("%d workloads recovered; worst RTO %s", len(e.ws), worstRTO.Round(time.Millisecond))
 		if e.rto > 0 {
 			msg += " (objective " + e.rto.String() + ")"
 		}
+		msg += skipped
 		e.step("Verdict", "Pass: %s", msg)
 		e.finish(ctx, PhaseSucceeded, msg)
 		return
 	}
 	msg := fmt.Sprintf("%d of %d workloads missed an objective (%s); worst RTO %s", len(missed), len(e.ws), strings.Join(firstN(missed, 5), ", "), worstRTO.Round(time.Millisecond))
+	msg += skipped
 	e.step("Verdict", "Fail: %s", msg)
 	e.finish(ctx, PhaseFailed, msg)
 }

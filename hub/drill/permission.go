@@ -1,14 +1,17 @@
 package drill
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meridian-fed/meridian/proto/meridian/pki"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
@@ -76,10 +79,22 @@ func OperatorGuard() (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor)
 // no end), and returns its value.
 type MintFunc func(ctx context.Context, name string, ttl time.Duration) (string, error)
 
-// Service is DrillService: it mints drill-operator tokens with Mint.
+// ListFunc lists the admin tokens the hub keeps (every hub node's, from
+// etcd).
+type ListFunc func(ctx context.Context) ([]pki.AdminTokenRecord, error)
+
+// RevokeFunc removes the admin token with this ID: the next call made with
+// it, through any hub node, is Unauthenticated.
+type RevokeFunc func(ctx context.Context, id string) error
+
+// Service is DrillService: it mints drill-operator tokens with Mint, lists
+// them with List and revokes them with Revoke (admin tokens whose name is
+// not a drill operator's are neither listed nor revoked here).
 type Service struct {
 	meridianv1.UnimplementedDrillServiceServer
-	Mint MintFunc
+	Mint   MintFunc
+	List   ListFunc
+	Revoke RevokeFunc
 }
 
 // CreateOperatorToken implements DrillService.
@@ -96,4 +111,73 @@ func (s *Service) CreateOperatorToken(ctx context.Context, req *meridianv1.Creat
 		return nil, status.Errorf(codes.Internal, "%v", fmt.Errorf("failed to create the drill-operator token: %w", err))
 	}
 	return &meridianv1.CreateOperatorTokenResponse{Token: tok, Identity: name}, nil
+}
+
+// operatorTokens is the drill-operator tokens among the hub's admin
+// tokens, by operator name then ID.
+func (s *Service) operatorTokens(ctx context.Context) ([]*meridianv1.OperatorTokenInfo, error) {
+	if s.List == nil {
+		return nil, status.Error(codes.Unimplemented, "this hub cannot list drill-operator tokens")
+	}
+	recs, err := s.List(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "failed to list the drill-operator tokens: %v", err)
+	}
+	var out []*meridianv1.OperatorTokenInfo
+	for _, r := range recs {
+		if !strings.HasPrefix(r.Name, OperatorPrefix) {
+			continue
+		}
+		info := &meridianv1.OperatorTokenInfo{Id: r.ID, Name: strings.TrimPrefix(r.Name, OperatorPrefix), Identity: r.Name}
+		if !r.Expires.IsZero() {
+			info.Expires = timestamppb.New(r.Expires)
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b *meridianv1.OperatorTokenInfo) int {
+		return cmp.Or(strings.Compare(a.GetName(), b.GetName()), strings.Compare(a.GetId(), b.GetId()))
+	})
+	return out, nil
+}
+
+// ListOperatorTokens implements DrillService.
+func (s *Service) ListOperatorTokens(ctx context.Context, _ *meridianv1.ListOperatorTokensRequest) (*meridianv1.ListOperatorTokensResponse, error) {
+	toks, err := s.operatorTokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &meridianv1.ListOperatorTokensResponse{Tokens: toks}, nil
+}
+
+// RevokeOperatorToken implements DrillService: every token of the operator
+// name, or the one token id. NotFound when there is none.
+func (s *Service) RevokeOperatorToken(ctx context.Context, req *meridianv1.RevokeOperatorTokenRequest) (*meridianv1.RevokeOperatorTokenResponse, error) {
+	if (req.GetName() == "") == (req.GetId() == "") {
+		return nil, status.Error(codes.InvalidArgument, "give the operator's name or the token's id (one of them)")
+	}
+	if s.Revoke == nil {
+		return nil, status.Error(codes.Unimplemented, "this hub cannot revoke drill-operator tokens")
+	}
+	toks, err := s.operatorTokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, t := range toks {
+		if req.GetName() != "" && t.GetName() == req.GetName() || req.GetId() != "" && t.GetId() == req.GetId() {
+			ids = append(ids, t.GetId())
+		}
+	}
+	if len(ids) == 0 {
+		if req.GetName() != "" {
+			return nil, status.Errorf(codes.NotFound, "drill operator %q has no token", req.GetName())
+		}
+		return nil, status.Errorf(codes.NotFound, "no drill-operator token has id %q", req.GetId())
+	}
+	for _, id := range ids {
+		if err := s.Revoke(ctx, id); err != nil {
+			return nil, status.Errorf(codes.Internal, "failed to revoke drill-operator token %s: %v", id, err)
+		}
+	}
+	return &meridianv1.RevokeOperatorTokenResponse{Ids: ids}, nil
 }

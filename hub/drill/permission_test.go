@@ -2,8 +2,11 @@ package drill_test
 
 import (
 	"crypto/tls"
+	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -119,5 +122,99 @@ func TestDrillOperator(t *testing.T) {
 	}
 	if _, err := cli.Delete(ctx(t), &meridianv1.DeleteRequest{Kind: "drills", Name: "by-alice"}); err != nil {
 		t.Errorf("operator Delete of a Drill: %v", err)
+	}
+}
+
+// TestOperatorTokenRevoked: ListOperatorTokens lists the drill-operator
+// tokens and nothing else; RevokeOperatorToken ends them, and the next call
+// made with a revoked token is Unauthenticated — also when its record is
+// removed from etcd behind this hub node's back (a revocation through
+// another hub node). Drill operators may neither list nor revoke.
+func TestOperatorTokenRevoked(t *testing.T) {
+	cfg := hubtest.Config(t, t.TempDir())
+	h := hubtest.Start(t, cfg)
+	svc := meridianv1.NewDrillServiceClient(hubtest.Conn(t, h))
+	mint := func(name string) string {
+		t.Helper()
+		resp, err := svc.CreateOperatorToken(ctx(t), &meridianv1.CreateOperatorTokenRequest{Name: name, TtlSeconds: 3600})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetToken()
+	}
+	alice, bob, carol := mint("alice"), mint("bob"), mint("carol")
+	idOf := func(tok string) string { p, _ := pki.ParseToken(tok); return p.ID() }
+	list, err := svc.ListOperatorTokens(ctx(t), &meridianv1.ListOperatorTokensRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tk := range list.GetTokens() {
+		got = append(got, tk.GetName()+"="+tk.GetId()+" "+tk.GetIdentity())
+		if tk.GetExpires() == nil || time.Until(tk.GetExpires().AsTime()) > time.Hour {
+			t.Errorf("%s expires %v", tk.GetName(), tk.GetExpires())
+		}
+	}
+	want := []string{"alice=" + idOf(alice) + " drill-operator.alice", "bob=" + idOf(bob) + " drill-operator.bob", "carol=" + idOf(carol) + " drill-operator.carol"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("tokens %v, want %v", got, want)
+	}
+	read := func(tok string) error {
+		_, err := meridianv1.NewAdminServiceClient(operatorConn(t, h, tok)).List(ctx(t), &meridianv1.ListRequest{Kind: "drills"})
+		return err
+	}
+	for _, tok := range []string{alice, bob, carol} {
+		if err := read(tok); err != nil {
+			t.Fatalf("before any revocation: %v", err)
+		}
+	}
+	opSvc := meridianv1.NewDrillServiceClient(operatorConn(t, h, alice))
+	if _, err := opSvc.ListOperatorTokens(ctx(t), &meridianv1.ListOperatorTokensRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("operator listing tokens: %v, want PermissionDenied", err)
+	}
+	if _, err := opSvc.RevokeOperatorToken(ctx(t), &meridianv1.RevokeOperatorTokenRequest{Name: "bob"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("operator revoking a token: %v, want PermissionDenied", err)
+	}
+
+	resp, err := svc.RevokeOperatorToken(ctx(t), &meridianv1.RevokeOperatorTokenRequest{Name: "alice"})
+	if err != nil || strings.Join(resp.GetIds(), ",") != idOf(alice) {
+		t.Fatalf("revoke alice: %v %v", resp.GetIds(), err)
+	}
+	if err := read(alice); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("alice after the revocation: %v, want Unauthenticated", err)
+	}
+	if err := read(bob); err != nil {
+		t.Errorf("bob after alice's revocation: %v", err)
+	}
+	if _, err := svc.RevokeOperatorToken(ctx(t), &meridianv1.RevokeOperatorTokenRequest{Id: idOf(bob)}); err != nil {
+		t.Fatalf("revoke bob by id: %v", err)
+	}
+	if err := read(bob); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("bob after the revocation: %v, want Unauthenticated", err)
+	}
+	for _, req := range []*meridianv1.RevokeOperatorTokenRequest{{}, {Name: "a", Id: "b"}} {
+		if _, err := svc.RevokeOperatorToken(ctx(t), req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("revoke %v: %v, want InvalidArgument", req, err)
+		}
+	}
+	if _, err := svc.RevokeOperatorToken(ctx(t), &meridianv1.RevokeOperatorTokenRequest{Name: "alice"}); status.Code(err) != codes.NotFound {
+		t.Errorf("revoke alice again: %v, want NotFound", err)
+	}
+
+	// Another hub node revokes carol: her record leaves etcd, this node's
+	// set still holds it.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cfg.EtcdClientURL}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Delete(ctx(t), "/meridian/pki/admin-tokens/"+idOf(carol)); err != nil {
+		t.Fatal(err)
+	}
+	if err := read(carol); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("carol revoked through another node: %v, want Unauthenticated", err)
+	}
+	if list, err := svc.ListOperatorTokens(ctx(t), &meridianv1.ListOperatorTokensRequest{}); err != nil || len(list.GetTokens()) != 0 {
+		t.Errorf("tokens left: %v %v", list.GetTokens(), err)
 	}
 }

@@ -21,7 +21,9 @@ type Config struct {
 	// Store is the hub's object store (required).
 	Store storage.Interface
 	// Engine is the placement engine (required for unplanned and planned
-	// drills: it re-places the scope's replicas on the survivors).
+	// drills: it re-places the scope's replicas on the survivors — an
+	// unplanned drill checks beforehand that a placement off the scope
+	// exists; the failover controller makes the move).
 	Engine *placement.Engine
 	Log    *slog.Logger
 	// Poll is how often a drill looks at the federation (default

@@ -95,6 +95,12 @@ type workload struct {
 	// singleton: never two copies (federation.IsSingleton); its moves
 	// stop the old copy first (moveSingleton).
 	singleton bool
+	// Unplanned: moved is set once the failover controller moved it off
+	// the scope, epoch is its fencing epoch before the drill, noFailover
+	// why failover would not move it (its policy disables failover).
+	moved      bool
+	epoch      int64
+	noFailover string
 }
 
 func (w *workload) ns() string   { return w.obj.GetMetadata().GetNamespace() }

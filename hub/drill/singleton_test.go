@@ -15,7 +15,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meridian-fed/meridian/hub/drill"
+	"github.com/meridian-fed/meridian/hub/failover"
 	"github.com/meridian-fed/meridian/hub/placement"
+	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/member/store"
 	"github.com/meridian-fed/meridian/proto/meridian/federation"
 	"github.com/meridian-fed/meridian/proto/meridian/manifest"
@@ -77,6 +79,7 @@ spec:
   placement:
     clusterAffinity: {clusterNames: [dc-a1, dc-b1]}
     replicaScheduling: {replicaSchedulingType: Divided}
+  failover: {tolerationSeconds: 1}
 `)
 	u.place("StatefulSet", "db", 1, `apiVersion: apps/v1
 kind: StatefulSet
@@ -108,11 +111,23 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The failover controller moves what an unplanned drill marks failed.
+	inf := controller.NewInformerSet(st, log)
+	fcfg := failover.Config{Engine: engine, Store: st, Informers: inf, Log: log}
+	if fence != nil {
+		fcfg.Fence = fence
+	}
+	fo, err := failover.New(fcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 4)
 	go func() { u.members(runCtx); done <- struct{}{} }()
 	go func() { r.Run(runCtx); done <- struct{}{} }()
-	t.Cleanup(func() { stop(); <-done; <-done })
+	go func() { inf.Run(runCtx); done <- struct{}{} }()
+	go func() { fo.Run(runCtx); done <- struct{}{} }()
+	t.Cleanup(func() { stop(); <-done; <-done; <-done; <-done })
 	u.eventually("db and web ready on dc-a1", func() (bool, string) {
 		s := u.seenNow()
 		return strings.Contains(s, "db: dc-a1=1 epoch 0"), s
@@ -397,6 +412,27 @@ func (f *fakeFence) callList() []string {
 	return append([]string(nil), f.calls...)
 }
 
+// collapseRevokes drops the Revokes that repeat one still pending: the
+// failover controller revokes again each time it retries a release, which
+// changes nothing (the drill's own fencing revokes once).
+func collapseRevokes(calls []string) []string {
+	var out []string
+	pending := map[string]bool{}
+	for _, c := range calls {
+		if strings.HasPrefix(c, "revoke ") {
+			if pending[c] {
+				continue
+			}
+			pending[c] = true
+		}
+		if strings.Contains(c, ": epoch ") {
+			pending = map[string]bool{}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // releaseOnly is a fence that cannot revoke.
 type releaseOnly struct{}
 
@@ -421,7 +457,7 @@ func checkFencedRoundTrip(t *testing.T, u *unit, f *fakeFence, d *meridianv1.Dri
 		"release demo/StatefulSet/db dc-b1: wait [dc-b1=1 epoch 3]",
 		"release demo/StatefulSet/db dc-b1: epoch 4 [dc-b1=1 epoch 3]",
 	}
-	if got := f.callList(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := collapseRevokes(f.callList()); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("fence calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	u.eventually("db's placements", func() (bool, string) {
@@ -480,9 +516,11 @@ func TestPlannedSingletonFenced(t *testing.T) {
 	}
 }
 
-// TestUnplannedSingletonFenced: an unplanned drill of dc-a1 fences db off
-// dc-a1 (revoke, release until epoch 3) before it moves db's binding to
-// dc-b1, and fails back the same way (epoch 4).
+// TestUnplannedSingletonFenced: an unplanned drill of dc-a1 marks it
+// failed for db and web; the failover controller (not the drill) fences db
+// off dc-a1 (revoke, release until epoch 3) before it moves db's binding
+// to dc-b1 and records the move with the drill's name; the drill fails
+// back the same way (epoch 4).
 func TestUnplannedSingletonFenced(t *testing.T) {
 	f := newFakeFence(2, 2)
 	u := startUnit(t, f)
@@ -494,13 +532,28 @@ func TestUnplannedSingletonFenced(t *testing.T) {
 	}
 	checkFencedRoundTrip(t, u, f, d)
 	for _, w := range d.GetStatus().GetWorkloads() {
-		if w.GetWorkload().GetName() == "db" && w.GetRto().AsDuration() < 40*time.Millisecond {
-			t.Errorf("db's RTO %s does not cover the fencing", w.GetRto().AsDuration())
+		// The policy's toleration (1s) runs before failover moves it.
+		if w.GetRto().AsDuration() < time.Second {
+			t.Errorf("%s's RTO %s does not cover the toleration and the fencing", w.GetWorkload().GetName(), w.GetRto().AsDuration())
+		}
+		if !strings.Contains(w.GetMessage(), "failed by drill u") {
+			t.Errorf("%s: message %q does not quote failover's move", w.GetWorkload().GetName(), w.GetMessage())
+		}
+	}
+	for _, name := range []string{"db", "web"} {
+		kind := map[string]string{"db": "StatefulSet", "web": "Deployment"}[name]
+		var got []string
+		for _, h := range u.binding(kind, name).GetStatus().GetHistory() {
+			got = append(got, h.GetType()+": "+h.GetReason())
+		}
+		if len(got) != 2 || !strings.HasPrefix(got[0], "Failover: moved ") || !strings.Contains(got[0], "from dc-a1 (failed by drill u for 1s) to dc-b1") ||
+			got[1] != "Failback: drill u ended: the placement before it is restored" {
+			t.Errorf("%s's history:\n%s", name, strings.Join(got, "\n"))
 		}
 	}
 }
 
-// TestAbortFollowsThroughRevoke: a drill aborted while db is revoked on
+// TestAbortFollowsThroughRevoke: a planned drill aborted while db is revoked on
 // dc-a1 and the fence has not released it yet restores db on dc-a1 with
 // the epoch that revocation allocated (the restore revokes again, which
 // changes nothing, and releases until the epoch), instead of leaving the
@@ -510,7 +563,7 @@ func TestAbortFollowsThroughRevoke(t *testing.T) {
 	f.needRevokes = 2 // only the restore's Revoke lets the release commit
 	u := startUnit(t, f)
 	f.u = u
-	u.runDrill("a", drill.ModeUnplanned)
+	u.runDrill("a", drill.ModePlanned)
 	u.eventually("db revoked on dc-a1", func() (bool, string) {
 		calls := f.callList()
 		return len(calls) > 1, strings.Join(calls, "\n")

@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/meridian-fed/meridian/hub/failover"
 	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/policies/framework"
 	"github.com/meridian-fed/meridian/proto/meridian/federation"
@@ -40,7 +42,11 @@ func (e *execution) placeAll(ctx context.Context, clusters []*framework.Cluster)
 				mine = append(mine, p)
 			}
 		}
-		snap := placement.SnapshotFor(w.obj, placement.SelectPolicy(w.obj, mine), clusters, w.binding)
+		pol := placement.SelectPolicy(w.obj, mine)
+		if e.spec.GetMode() == ModeUnplanned && failover.BehaviorOf(pol).Disabled {
+			w.noFailover = "its policy disables failover: a real failure would leave it down"
+		}
+		snap := placement.SnapshotFor(w.obj, pol, clusters, w.binding)
 		snap.Fresh = false
 		snap.Failed = append(snap.Failed, failed...)
 		res := r.cfg.Engine.Place(ctx, snap)
@@ -167,34 +173,60 @@ func worstDown(ws []*workload) time.Duration {
 	return d.Round(time.Millisecond)
 }
 
-// runUnplanned is a simulated disaster: the scope loses the workloads at
-// once (their Works go, so its members delete the pods), the replicas are
-// placed on the survivors as failover would, and the RTO is the time to
-// their readiness there. Then failback.
-//
-// A singleton is fenced off the scope (stopped) before its targets get it;
-// its disruption begins with the stop.
+// runUnplanned is a simulated disaster, recovered by the real failover
+// path: each workload's binding is marked with the scope's clusters failed
+// (failover.MarkDrillFailure) and the failover controller on the hub
+// leader treats them as Unreachable for that workload alone — after the
+// policy's toleration it re-places the replicas (rate limit, same
+// datacenter and region first, spread, the failover plugins), fences a
+// singleton (Revoke, then Release until its
+// epoch), and records the move (event FailedOver, metrics, the binding's
+// history). The scope stops serving at the mark: the works controller
+// drops the marked clusters' Works at once (hub/federation, targets), as a
+// disaster would. The RTO runs from the mark (the simulated detection) to the
+// replicas ready where failover put them. Then the drill removes the mark
+// and restores the placement before it (restore).
 func (e *execution) runUnplanned(ctx context.Context) error {
 	start := e.now()
 	deadline := e.deadline(start)
 	err := each(e.ws, func(w *workload) error {
 		e.measureRPO(w)
-		if w.singleton {
-			w.result.DisruptedAt = ts(e.now())
-			return e.moveHeld(ctx, w, w.original, w.targets, deadline, nil)
+		if w.noFailover != "" {
+			return nil
 		}
-		if err := e.hold(ctx, w, w.targets); err != nil {
-			return err
-		}
-		w.result.DisruptedAt = ts(e.now())
-		return nil
+		at := e.now()
+		w.result.DisruptedAt = ts(at)
+		w.epoch = w.binding.GetSpec().GetFencingEpoch()
+		return e.holdWith(ctx, w, func(b *meridianv1.ResourceBinding) {
+			failover.MarkDrillFailure(b, targetNames(w.from), at)
+		})
 	})
 	if err != nil {
 		return err
 	}
-	e.step("Disruption", "%s fenced: removed from %d workloads at once; their replicas re-placed on the survivors", strings.Join(sortedKeys(e.scope), ", "), len(e.ws))
+	off := 0
+	for _, w := range e.ws {
+		if w.noFailover != "" {
+			off++
+			w.result.Message = w.noFailover
+			w.result.RtoMet = false
+			w.ready = true
+		}
+	}
+	detail := fmt.Sprintf("%s marked failed for %d workloads: the failover controller moves them as off an Unreachable cluster, after their policy's toleration",
+		strings.Join(sortedKeys(e.scope), ", "), len(e.ws)-off)
+	if off > 0 {
+		detail += fmt.Sprintf(" (%d not: their policy disables failover)", off)
+	}
+	e.step("Disruption", "%s", detail)
+	moving := len(e.ws) - off
+	var first, last time.Duration
 	err = e.wait(ctx, "the failover", deadline, func(ctx context.Context) (bool, error) {
 		objs, err := e.objects(ctx, "")
+		if err != nil {
+			return false, err
+		}
+		bs, err := e.bindings(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -205,8 +237,25 @@ func (e *execution) runUnplanned(ctx context.Context) error {
 				continue
 			}
 			o := objs[w.id()]
-			if o == nil {
+			b := bs[w.ns()+"/"+w.binding.GetMetadata().GetName()]
+			if o == nil || b == nil {
 				return false, fmt.Errorf("%s was deleted during the drill", w.id())
+			}
+			if !w.moved {
+				if runsOn(b.GetSpec().GetClusters(), w.from) {
+					all = false
+					continue
+				}
+				e.failedOver(w, b)
+				after := now.Sub(w.result.GetDisruptedAt().AsTime())
+				if moving--; first == 0 || after < first {
+					first = after
+				}
+				last = max(last, after)
+				if moving == 0 {
+					e.step("FailedOver", "the failover controller moved %d workloads off %s: the first %s, the last %s after the disruption",
+						len(e.ws)-off, strings.Join(sortedKeys(e.scope), ", "), first.Round(time.Millisecond), last.Round(time.Millisecond))
+				}
 			}
 			if readyAt(o, w.targets) {
 				e.recovered(w, now.Sub(w.result.GetDisruptedAt().AsTime()), now)
@@ -219,8 +268,60 @@ func (e *execution) runUnplanned(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.step("Recovered", "every workload is ready on the survivors")
+	e.step("Recovered", "every workload failed over is ready on the survivors")
 	return e.failback(ctx)
+}
+
+// failedOver records that the failover controller moved w off the scope:
+// its new targets, the move's history entry, and a singleton's fencing.
+func (e *execution) failedOver(w *workload, b *meridianv1.ResourceBinding) {
+	w.moved = true
+	w.targets = cloneTargets(b.GetSpec().GetClusters())
+	w.result.To = cloneTargets(w.targets)
+	hist := b.GetStatus().GetHistory()
+	for i := len(hist) - 1; i >= 0; i-- {
+		if h := hist[i]; h.GetType() == failover.MoveFailover && !h.GetTime().AsTime().Before(w.result.GetDisruptedAt().AsTime().Truncate(time.Second)) {
+			if w.result.Message == "" {
+				w.result.Message = "failover: " + h.GetReason()
+			}
+			break
+		}
+	}
+	if ep := b.GetSpec().GetFencingEpoch(); w.singleton && ep != w.epoch {
+		e.step("Fenced", "fenced %s on %s, epoch %d", w.name(), strings.Join(targetNames(w.from), ", "), ep)
+	}
+	e.dirty = true
+}
+
+// runsOn reports whether targets give replicas to a cluster of from.
+func runsOn(targets, from []*meridianv1.TargetCluster) bool {
+	for _, t := range targets {
+		if t.GetReplicas() > 0 && slices.ContainsFunc(from, func(f *meridianv1.TargetCluster) bool { return f.GetName() == t.GetName() }) {
+			return true
+		}
+	}
+	return false
+}
+
+func targetNames(ts []*meridianv1.TargetCluster) []string {
+	out := make([]string, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, t.GetName())
+	}
+	return out
+}
+
+// bindings reads every binding, by namespace/name.
+func (e *execution) bindings(ctx context.Context) (map[string]*meridianv1.ResourceBinding, error) {
+	objs, _, err := e.r.cfg.Store.List(ctx, bindingKind, "", nil)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list bindings: %w", err)
+	}
+	out := make(map[string]*meridianv1.ResourceBinding, len(objs))
+	for _, o := range objs {
+		out[o.GetMetadata().GetNamespace()+"/"+o.GetMetadata().GetName()] = o.(*meridianv1.ResourceBinding)
+	}
+	return out, nil
 }
 
 // failback restores the placement before the drill.
@@ -247,6 +348,39 @@ func (e *execution) restore(ctx context.Context, orphan bool) error {
 	}
 	if len(held) == 0 {
 		return nil
+	}
+	// An unplanned drill's mark goes first, with what failover recorded for
+	// it: failover stops acting on the scope, and its failback has nothing
+	// to bring back — the drill restores the placement before it itself.
+	marked := map[string]bool{}
+	for _, b := range held {
+		if cs, _, _ := failover.DrillFailure(b); len(cs) > 0 {
+			marked[b.GetMetadata().GetNamespace()+"/"+b.GetMetadata().GetName()] = true
+		}
+	}
+	var movedMu sync.Mutex
+	moved := map[string]bool{} // failover had moved it off a marked cluster
+	if len(marked) > 0 {
+		err := each(held, func(b *meridianv1.ResourceBinding) error {
+			key := b.GetMetadata().GetNamespace() + "/" + b.GetMetadata().GetName()
+			if !marked[key] {
+				return nil
+			}
+			return e.writeHeld(ctx, b, func(x *meridianv1.ResourceBinding) {
+				fo := slices.Clone(x.GetSpec().GetFailedOver())
+				cs := failover.ClearDrillFailure(x)
+				movedMu.Lock()
+				moved[key] = slices.ContainsFunc(fo, func(f *meridianv1.FailedOver) bool { return slices.Contains(cs, f.GetCluster()) })
+				movedMu.Unlock()
+			})
+		})
+		if err != nil {
+			return err
+		}
+		e.step("Unmarked", "%s no longer failed for %d workloads", strings.Join(sortedKeys(e.scope), ", "), len(marked))
+		if held, err = e.held(ctx); err != nil { // failover may have moved them meanwhile
+			return err
+		}
 	}
 	objs, err := e.objects(ctx, "")
 	if err != nil {
@@ -305,7 +439,15 @@ func (e *execution) restore(ctx context.Context, orphan bool) error {
 	}
 	err = each(held, func(b *meridianv1.ResourceBinding) error {
 		orig, _ := decodeTargets(b.GetMetadata().GetAnnotations()[AnnotationOriginal])
-		return e.updateBinding(ctx, b, orig, true)
+		if !moved[b.GetMetadata().GetNamespace()+"/"+b.GetMetadata().GetName()] {
+			return e.updateBinding(ctx, b, orig, true)
+		}
+		return e.writeHeld(ctx, b, func(x *meridianv1.ResourceBinding) {
+			appendHistory(x, failover.MoveFailback, x.GetSpec().GetClusters(), orig, fmt.Sprintf("drill %s ended: the placement before it is restored", e.name), e.now())
+			x.Spec.Clusters = cloneTargets(orig)
+			delete(x.Metadata.Annotations, AnnotationDrill)
+			delete(x.Metadata.Annotations, AnnotationOriginal)
+		})
 	})
 	if err != nil {
 		return err
@@ -433,4 +575,18 @@ func decodeTargets(s string) ([]*meridianv1.TargetCluster, error) {
 		out = append(out, &meridianv1.TargetCluster{Name: name, Replicas: int32(r)})
 	}
 	return out, nil
+}
+
+// appendHistory adds a move to b's history, keeping the last
+// failover.MaxHistory (as failover does).
+func appendHistory(b *meridianv1.ResourceBinding, typ string, from, to []*meridianv1.TargetCluster, reason string, now time.Time) {
+	if b.Status == nil {
+		b.Status = &meridianv1.ResourceBindingStatus{}
+	}
+	b.Status.History = append(b.Status.History, &meridianv1.PlacementMove{
+		Time: ts(now), Type: typ, Reason: reason, From: cloneTargets(from), To: cloneTargets(to),
+	})
+	if n := len(b.Status.History); n > failover.MaxHistory {
+		b.Status.History = slices.Clone(b.Status.History[n-failover.MaxHistory:])
+	}
 }

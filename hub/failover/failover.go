@@ -295,6 +295,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	w.policy = placement.SelectPolicy(obj, placement.Policies(c.pps, c.cpps, ns))
 	w.behavior = BehaviorOf(w.policy)
 	w.clusters = c.healths()
+	applyDrillFailure(w) // an unplanned drill's simulated failure (drill.go)
 	now := c.cfg.Now()
 
 	if done, err := c.endEvictions(ctx, w, now); done || err != nil {
@@ -319,6 +320,10 @@ type workload struct {
 	policy   *placement.Policy
 	behavior Behavior
 	clusters map[string]clusterHealth
+	// drillFailed are the clusters an unplanned drill marked failed for
+	// this workload (drill.go), drill the drill's name.
+	drillFailed map[string]bool
+	drill       string
 }
 
 // ID is how the Fence names the workload: namespace/kind/name.

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/meridian-fed/meridian/hub/failover"
+	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/policies/framework"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
+	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
 // policy is a PropagationPolicy dividing every Deployment of demo equally
@@ -314,5 +316,81 @@ spec:
 	}
 	if got := targets(f.binding("web").GetSpec().GetClusters()); got != "dc-a1=2,dc-b1=2" {
 		t.Errorf("a blocked failover moved the workload: %s", got)
+	}
+}
+
+// markDrill marks clusters failed by drill on name's binding (as an
+// unplanned drill does: hub/drill), since ago.
+func (f *fixture) markDrill(name, drill string, clusters []string, ago time.Duration) {
+	f.t.Helper()
+	_, err := f.st.Update(f.ctx, resource.MustLookup("ResourceBinding"), "demo", "deployment."+name, func(o resource.Object) error {
+		b := o.(*meridianv1.ResourceBinding)
+		failover.MarkDrillFailure(b, clusters, time.Now().Add(-ago))
+		if drill != "" {
+			b.Metadata.Annotations[placement.AnnotationDrill] = drill
+		}
+		return nil
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// TestDrillFailedCluster: a cluster an unplanned drill marks failed on one
+// binding is Unreachable for that workload alone: after the toleration
+// (from the mark) failover moves it as off a failed cluster — same region
+// first, the copy purged at once even though the policy purges graciously
+// (the cluster is in fact healthy), a history entry and an event that name
+// the drill, the metric. Another workload on the same cluster stays, and a
+// mark on a binding no drill holds is ignored. ClearDrillFailure removes
+// the mark and failover's records of it.
+func TestDrillFailedCluster(t *testing.T) {
+	f := start(t, nil)
+	f.apply(policy("fast", "tolerationSeconds: 1"))
+	for _, n := range []string{"web", "other", "stray"} {
+		f.place(n, 6, "fast", "dc-a1=2,dc-a2=2,dc-b1=2")
+		f.label(n, "fast")
+	}
+	f.markDrill("stray", "", []string{"dc-a1"}, time.Minute) // no drill holds it
+	f.markDrill("other", "d2", []string{"dc-a1"}, 0)
+	if _, err := f.st.Update(f.ctx, resource.MustLookup("ResourceBinding"), "demo", "deployment.other", func(o resource.Object) error {
+		failover.ClearDrillFailure(o.(*meridianv1.ResourceBinding)) // the drill ended within the toleration
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.markDrill("web", "d1", []string{"dc-a1"}, 0)
+	b := f.waitTargets("web", "dc-a2=4,dc-b1=2")
+	if got := time.Since(b.GetStatus().GetHistory()[0].GetTime().AsTime()); got > 5*time.Second {
+		t.Errorf("moved %s ago", got)
+	}
+	if ev := b.GetSpec().GetEvicting(); len(ev) != 0 {
+		t.Errorf("a drill-failed cluster's copy was kept: evicting %v", ev)
+	}
+	if fo := b.GetSpec().GetFailedOver(); len(fo) != 1 || fo[0].GetCluster() != "dc-a1" || fo[0].GetReplicas() != 2 {
+		t.Errorf("failedOver = %v", fo)
+	}
+	h := b.GetStatus().GetHistory()
+	if len(h) != 1 || h[0].GetType() != failover.MoveFailover || !strings.Contains(h[0].GetReason(), "moved 2 replicas from dc-a1 (failed by drill d1 for 1s) to dc-a2 (2)") {
+		t.Errorf("history = %v", h)
+	}
+	if msg := f.waitEvent("web", failover.ReasonFailedOver); !strings.Contains(msg, "failed by drill d1") {
+		t.Errorf("event %q", msg)
+	}
+	time.Sleep(500 * time.Millisecond) // past other's toleration, had its mark stayed
+	for _, n := range []string{"other", "stray"} {
+		if got := targets(f.binding(n).GetSpec().GetClusters()); got != "dc-a1=2,dc-a2=2,dc-b1=2" {
+			t.Errorf("%s moved: %s", n, got)
+		}
+	}
+	b = f.binding("web")
+	if cs, _, d := failover.DrillFailure(b); strings.Join(cs, ",") != "dc-a1" || d != "d1" {
+		t.Errorf("DrillFailure = %v %q", cs, d)
+	}
+	if got := failover.ClearDrillFailure(b); strings.Join(got, ",") != "dc-a1" || len(b.GetSpec().GetFailedOver()) != 0 {
+		t.Errorf("ClearDrillFailure = %v, failedOver %v", got, b.GetSpec().GetFailedOver())
+	}
+	if _, ok := b.GetMetadata().GetAnnotations()[failover.AnnotationDrillFailed]; ok {
+		t.Errorf("mark left: %v", b.GetMetadata().GetAnnotations())
 	}
 }

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -117,9 +118,18 @@ func (c *Controller) failover(ctx context.Context, w *workload, now time.Time) (
 	// fences the old copy for good (its epoch floor rises).
 	epoch := spec.GetFencingEpoch()
 	singleton := federation.IsSingleton(w.obj)
+	drilled := slices.ContainsFunc(due, func(d string) bool { return w.drillFailed[d] })
 	if singleton {
 		var wait time.Duration
-		if epoch, wait, dueAt, err = c.release(ctx, w, due, false, dueAt, now); err != nil {
+		// A drill-failed cluster keeps its lease: its copy is revoked, as
+		// for a planned move (drill.go).
+		epoch, wait, dueAt, err = c.release(ctx, w, due, drilled, dueAt, now)
+		if errors.Is(err, errNoRevoker) {
+			r.CancelAt(now)
+			c.blockedEvent(ctx, w, due, ReasonFailoverBlocked, ResultBlocked, "Cannot fence the workload off %s for drill %s: %v", strings.Join(due, ", "), w.drill, err)
+			return true, nil
+		}
+		if err != nil {
 			r.CancelAt(now)
 			return false, err
 		}
@@ -137,6 +147,10 @@ func (c *Controller) failover(ctx context.Context, w *workload, now time.Time) (
 	for _, d := range due {
 		r, _ := replicasOn(from, d)
 		count += r
+		if w.drillFailed[d] {
+			moved = append(moved, fmt.Sprintf("%s (failed by drill %s for %s)", d, w.drill, now.Sub(w.clusters[d].since).Round(time.Second)))
+			continue
+		}
 		moved = append(moved, fmt.Sprintf("%s (Unreachable for %s)", d, now.Sub(w.clusters[d].since).Round(time.Second)))
 	}
 	duplicated := snap.Duplicated()
@@ -149,7 +163,9 @@ func (c *Controller) failover(ctx context.Context, w *workload, now time.Time) (
 		b.Spec.Clusters = to
 		for _, d := range due {
 			r, _ := replicasOn(from, d)
-			if !w.behavior.Immediately {
+			// A drill-failed cluster is in fact healthy: a kept copy would
+			// serve next to its replacement, so it is purged at once.
+			if !w.behavior.Immediately && !w.drillFailed[d] {
 				b.Spec.Evicting = slices.DeleteFunc(b.Spec.Evicting, func(e *meridianv1.GracefulEviction) bool { return e.GetCluster() == d })
 				b.Spec.Evicting = append(b.Spec.Evicting, &meridianv1.GracefulEviction{Cluster: d, Replicas: r, Since: timestamppb.New(now), Reason: "Unreachable"})
 			}

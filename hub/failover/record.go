@@ -28,14 +28,21 @@ const (
 var errMoved = errors.New("the binding changed since it was read")
 
 // write applies mutate to the stored binding, provided it is still the one
-// the cache showed (same uid and generation): failover and the placement
-// controller never overwrite each other's decisions.
+// the cache showed (same uid and generation, and the same drill mark):
+// failover, the placement controller and a drill never overwrite each
+// other's decisions.
 func (c *Controller) write(ctx context.Context, w *workload, mutate func(b *meridianv1.ResourceBinding)) error {
 	md := w.binding.GetMetadata()
 	uid, gen := md.GetUid(), md.GetGeneration()
 	_, err := c.cfg.Store.Update(ctx, bindingKind, md.GetNamespace(), md.GetName(), func(o resource.Object) error {
 		b := o.(*meridianv1.ResourceBinding)
 		if b.GetMetadata().GetUid() != uid || b.GetMetadata().GetGeneration() != gen {
+			return errMoved
+		}
+		// A drill's mark is metadata (no new generation): a decision made
+		// with a mark that the drill has removed since (or without one it
+		// has added) must not land (drill.go).
+		if drillMark(b) != drillMark(w.binding) {
 			return errMoved
 		}
 		if b.Spec == nil {

@@ -1,6 +1,9 @@
 package federation
 
 import (
+	"slices"
+
+	"github.com/meridian-fed/meridian/hub/failover"
 	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/proto/meridian/federation"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
@@ -28,9 +31,14 @@ func (c *workController) evictingKept(k *resource.Kind, obj resource.Object) map
 	if b.GetSpec().GetResource().GetUid() != md.GetUid() || len(b.GetSpec().GetEvicting()) == 0 {
 		return nil
 	}
+	// A cluster an unplanned drill failed serves nothing, as in a real
+	// disaster: an eviction never keeps its Work (see targets).
+	failed, _, _ := failover.DrillFailure(b)
 	out := map[string]bool{}
 	for _, e := range b.GetSpec().GetEvicting() {
-		out[e.GetCluster()] = true
+		if !slices.Contains(failed, e.GetCluster()) {
+			out[e.GetCluster()] = true
+		}
 	}
 	return out
 }

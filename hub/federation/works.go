@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/meridian-fed/meridian/hub/failover"
 	"github.com/meridian-fed/meridian/hub/placement"
 	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/policies/override"
@@ -72,7 +74,8 @@ func newWorkController(f *Federation, inf *controller.InformerSet, rec *controll
 	c.bindings.AddHandler(controller.Handler{
 		OnAdd: enqueueBound,
 		OnUpdate: func(old, o resource.Object) {
-			if !proto.Equal(old.(*meridianv1.ResourceBinding).GetSpec(), o.(*meridianv1.ResourceBinding).GetSpec()) {
+			ob, nb := old.(*meridianv1.ResourceBinding), o.(*meridianv1.ResourceBinding)
+			if !proto.Equal(ob.GetSpec(), nb.GetSpec()) || drillMark(ob) != drillMark(nb) {
 				enqueueBound(o)
 			}
 		},
@@ -276,12 +279,24 @@ func (c *workController) targets(ctx context.Context, k *resource.Kind, obj reso
 	if b.GetSpec().GetResource().GetUid() != md.GetUid() {
 		return nil, false, nil // the binding of an earlier object of that name
 	}
+	// An unplanned drill's mark fails clusters for this workload as a
+	// disaster would: they stop serving it at once (their Works go), and
+	// the failover controller moves the replicas after the policy's
+	// toleration, as it would off an Unreachable cluster.
+	failed, _, _ := failover.DrillFailure(b)
 	for _, t := range b.GetSpec().GetClusters() {
-		if _, known := c.clusters.Get("", t.GetName()); known {
+		if _, known := c.clusters.Get("", t.GetName()); known && !slices.Contains(failed, t.GetName()) {
 			want[t.GetName()] = t
 		}
 	}
 	return want, true, nil
+}
+
+// drillMark is the unplanned-drill mark of a binding (see targets), to
+// tell a change of it.
+func drillMark(b *meridianv1.ResourceBinding) string {
+	failed, _, drill := failover.DrillFailure(b)
+	return drill + "/" + strings.Join(failed, ",")
 }
 
 // noPolicyInStore reports whether no policy in the store selects obj.

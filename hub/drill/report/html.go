@@ -154,6 +154,7 @@ type page struct {
 	Summary   [][2]string
 	Timeline  []row
 	Workloads []wrow
+	Skipped   [][2]string
 	Chart     chart
 }
 
@@ -177,6 +178,9 @@ func HTML(w io.Writer, d *meridianv1.Drill) error {
 	for _, r := range d.GetStatus().GetWorkloads() {
 		p.Workloads = append(p.Workloads, wrow{Name: workloadName(r), From: targets(r.GetFrom()), To: targets(r.GetTo()),
 			RTO: Duration(r.GetRto(), r.GetRto() != nil), RPO: Duration(r.GetRpo(), r.GetRpo() != nil), RTOMet: r.GetRtoMet(), RPOMet: r.GetRpoMet()})
+	}
+	for _, s := range d.GetStatus().GetSkipped() {
+		p.Skipped = append(p.Skipped, [2]string{refName(s.GetWorkload()), s.GetReason()})
 	}
 	if err := pageTemplate.Execute(w, p); err != nil {
 		return fmt.Errorf("failed to render the report: %w", err)
@@ -218,7 +222,11 @@ svg text{font-size:11px;font-family:inherit}
 <h2>Workloads</h2>
 <table><tr><th>Workload</th><th>From</th><th>To</th><th>RTO</th><th>Met</th><th>RPO</th><th>Met</th></tr>
 {{range .Workloads}}<tr><td>{{.Name}}</td><td>{{.From}}</td><td>{{.To}}</td><td>{{.RTO}}</td><td>{{if .RTOMet}}yes{{else}}<span class="no">NO</span>{{end}}</td><td>{{.RPO}}</td><td>{{if .RPOMet}}yes{{else}}<span class="no">NO</span>{{end}}</td></tr>
-{{end}}</table>
+{{end}}</table>{{if .Skipped}}
+<h2>Skipped</h2>
+<table><tr><th>Workload</th><th>Reason</th></tr>
+{{range .Skipped}}<tr><td>{{index . 0}}</td><td>{{index . 1}}</td></tr>
+{{end}}</table>{{end}}
 </body>
 </html>
 `))

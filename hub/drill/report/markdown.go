@@ -24,6 +24,12 @@ func Markdown(w io.Writer, d *meridianv1.Drill) error {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", mdEscape(workloadName(r)), targets(r.GetFrom()), targets(r.GetTo()),
 			Duration(r.GetRto(), r.GetRto() != nil), met(r.GetRtoMet()), Duration(r.GetRpo(), r.GetRpo() != nil), met(r.GetRpoMet()))
 	}
+	if sk := d.GetStatus().GetSkipped(); len(sk) > 0 {
+		b.WriteString("\n## Skipped\n\n| Workload | Reason |\n|---|---|\n")
+		for _, s := range sk {
+			fmt.Fprintf(&b, "| %s | %s |\n", mdEscape(refName(s.GetWorkload())), mdEscape(s.GetReason()))
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -82,8 +82,9 @@ func targets(ts []*meridianv1.TargetCluster) string {
 	return strings.Join(parts, " ")
 }
 
-func workloadName(r *meridianv1.DrillWorkloadResult) string {
-	ref := r.GetWorkload()
+func workloadName(r *meridianv1.DrillWorkloadResult) string { return refName(r.GetWorkload()) }
+
+func refName(ref *meridianv1.ObjectReference) string {
 	return strings.ToLower(ref.GetKind()) + "/" + ref.GetNamespace() + "/" + ref.GetName()
 }
 

@@ -137,3 +137,34 @@ func TestUnknownFormat(t *testing.T) {
 		t.Fatal("pdf accepted")
 	}
 }
+
+// TestSkipped: the workloads a drill skipped are listed, with the reason,
+// in every format (and nothing is added when none was).
+func TestSkipped(t *testing.T) {
+	d := sample()
+	d.Status.Skipped = []*meridianv1.DrillSkippedWorkload{{
+		Workload: &meridianv1.ObjectReference{Kind: "StatefulSet", Namespace: "shop", Name: "db"},
+		Reason:   "a singleton | its copy could write to production's storage",
+	}}
+	for _, format := range report.Formats {
+		var b bytes.Buffer
+		if err := report.Render(&b, d, format); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		name, reason := "statefulset/shop/db", "its copy could write to production"
+		if format == "json" {
+			name = `"db"`
+		}
+		if !strings.Contains(out, name) || !strings.Contains(out, reason) || format != "json" && !strings.Contains(out, "Skipped") {
+			t.Errorf("%s report lacks the skipped workload:\n%s", format, out)
+		}
+		var plain bytes.Buffer
+		if err := report.Render(&plain, sample(), format); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(plain.String(), "Skipped") {
+			t.Errorf("%s report of a drill that skipped nothing has a Skipped section", format)
+		}
+	}
+}

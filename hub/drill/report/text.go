@@ -25,5 +25,11 @@ func Text(w io.Writer, d *meridianv1.Drill) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", workloadName(r), targets(r.GetFrom()), targets(r.GetTo()),
 			Duration(r.GetRto(), r.GetRto() != nil), met(r.GetRtoMet()), Duration(r.GetRpo(), r.GetRpo() != nil), met(r.GetRpoMet()), orDash(strings.TrimSpace(r.GetMessage())))
 	}
+	if sk := st.GetSkipped(); len(sk) > 0 {
+		fmt.Fprintf(tw, "\nSkipped:\n  WORKLOAD\tREASON\n")
+		for _, s := range sk {
+			fmt.Fprintf(tw, "  %s\t%s\n", refName(s.GetWorkload()), s.GetReason())
+		}
+	}
 	return tw.Flush()
 }

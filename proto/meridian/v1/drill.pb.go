@@ -120,9 +120,14 @@ type DrillSpec struct {
 	Workloads *LabelSelector `protobuf:"bytes,5,opt,name=workloads,proto3" json:"workloads,omitempty"`
 	// abort, set by `meridian drill abort`, ends the drill and restores the
 	// state before it.
-	Abort         bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Abort bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
+	// include_singletons, in test mode, copies singletons (StatefulSets and
+	// workloads annotated meridian.io/singleton) too. By default a test
+	// drill skips them, because a copy could write to the same external
+	// storage as production; each is reported in status.skipped.
+	IncludeSingletons bool `protobuf:"varint,7,opt,name=include_singletons,json=includeSingletons,proto3" json:"include_singletons,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *DrillSpec) Reset() {
@@ -193,6 +198,13 @@ func (x *DrillSpec) GetWorkloads() *LabelSelector {
 func (x *DrillSpec) GetAbort() bool {
 	if x != nil {
 		return x.Abort
+	}
+	return false
+}
+
+func (x *DrillSpec) GetIncludeSingletons() bool {
+	if x != nil {
+		return x.IncludeSingletons
 	}
 	return false
 }
@@ -274,8 +286,11 @@ type DrillStatus struct {
 	Verdict string `protobuf:"bytes,6,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
 	// rto and rpo are the worst achieved over the workloads.
-	Rto           *durationpb.Duration `protobuf:"bytes,8,opt,name=rto,proto3" json:"rto,omitempty"`
-	Rpo           *durationpb.Duration `protobuf:"bytes,9,opt,name=rpo,proto3" json:"rpo,omitempty"`
+	Rto *durationpb.Duration `protobuf:"bytes,8,opt,name=rto,proto3" json:"rto,omitempty"`
+	Rpo *durationpb.Duration `protobuf:"bytes,9,opt,name=rpo,proto3" json:"rpo,omitempty"`
+	// skipped are the selected workloads the drill left out, with why (a
+	// test drill skips singletons unless spec.include_singletons).
+	Skipped       []*DrillSkippedWorkload `protobuf:"bytes,10,rep,name=skipped,proto3" json:"skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -373,6 +388,66 @@ func (x *DrillStatus) GetRpo() *durationpb.Duration {
 	return nil
 }
 
+func (x *DrillStatus) GetSkipped() []*DrillSkippedWorkload {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+// DrillSkippedWorkload is a workload a drill left out.
+type DrillSkippedWorkload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workload      *ObjectReference       `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrillSkippedWorkload) Reset() {
+	*x = DrillSkippedWorkload{}
+	mi := &file_meridian_v1_drill_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrillSkippedWorkload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrillSkippedWorkload) ProtoMessage() {}
+
+func (x *DrillSkippedWorkload) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_drill_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrillSkippedWorkload.ProtoReflect.Descriptor instead.
+func (*DrillSkippedWorkload) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DrillSkippedWorkload) GetWorkload() *ObjectReference {
+	if x != nil {
+		return x.Workload
+	}
+	return nil
+}
+
+func (x *DrillSkippedWorkload) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // DrillStep is one step of a drill's timeline.
 type DrillStep struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -385,7 +460,7 @@ type DrillStep struct {
 
 func (x *DrillStep) Reset() {
 	*x = DrillStep{}
-	mi := &file_meridian_v1_drill_proto_msgTypes[4]
+	mi := &file_meridian_v1_drill_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +472,7 @@ func (x *DrillStep) String() string {
 func (*DrillStep) ProtoMessage() {}
 
 func (x *DrillStep) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_drill_proto_msgTypes[4]
+	mi := &file_meridian_v1_drill_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +485,7 @@ func (x *DrillStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrillStep.ProtoReflect.Descriptor instead.
 func (*DrillStep) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DrillStep) GetTime() *timestamppb.Timestamp {
@@ -459,7 +534,7 @@ type DrillWorkloadResult struct {
 
 func (x *DrillWorkloadResult) Reset() {
 	*x = DrillWorkloadResult{}
-	mi := &file_meridian_v1_drill_proto_msgTypes[5]
+	mi := &file_meridian_v1_drill_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +546,7 @@ func (x *DrillWorkloadResult) String() string {
 func (*DrillWorkloadResult) ProtoMessage() {}
 
 func (x *DrillWorkloadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_drill_proto_msgTypes[5]
+	mi := &file_meridian_v1_drill_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +559,7 @@ func (x *DrillWorkloadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrillWorkloadResult.ProtoReflect.Descriptor instead.
 func (*DrillWorkloadResult) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DrillWorkloadResult) GetWorkload() *ObjectReference {
@@ -571,7 +646,7 @@ type CreateOperatorTokenRequest struct {
 
 func (x *CreateOperatorTokenRequest) Reset() {
 	*x = CreateOperatorTokenRequest{}
-	mi := &file_meridian_v1_drill_proto_msgTypes[6]
+	mi := &file_meridian_v1_drill_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +658,7 @@ func (x *CreateOperatorTokenRequest) String() string {
 func (*CreateOperatorTokenRequest) ProtoMessage() {}
 
 func (x *CreateOperatorTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_drill_proto_msgTypes[6]
+	mi := &file_meridian_v1_drill_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +671,7 @@ func (x *CreateOperatorTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOperatorTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateOperatorTokenRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateOperatorTokenRequest) GetName() string {
@@ -625,7 +700,7 @@ type CreateOperatorTokenResponse struct {
 
 func (x *CreateOperatorTokenResponse) Reset() {
 	*x = CreateOperatorTokenResponse{}
-	mi := &file_meridian_v1_drill_proto_msgTypes[7]
+	mi := &file_meridian_v1_drill_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +712,7 @@ func (x *CreateOperatorTokenResponse) String() string {
 func (*CreateOperatorTokenResponse) ProtoMessage() {}
 
 func (x *CreateOperatorTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_drill_proto_msgTypes[7]
+	mi := &file_meridian_v1_drill_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +725,7 @@ func (x *CreateOperatorTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOperatorTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateOperatorTokenResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateOperatorTokenResponse) GetToken() string {
@@ -667,6 +742,259 @@ func (x *CreateOperatorTokenResponse) GetIdentity() string {
 	return ""
 }
 
+// ListOperatorTokensRequest lists drill-operator tokens.
+type ListOperatorTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperatorTokensRequest) Reset() {
+	*x = ListOperatorTokensRequest{}
+	mi := &file_meridian_v1_drill_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperatorTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperatorTokensRequest) ProtoMessage() {}
+
+func (x *ListOperatorTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_drill_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperatorTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListOperatorTokensRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{9}
+}
+
+// ListOperatorTokensResponse lists drill-operator tokens.
+type ListOperatorTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*OperatorTokenInfo   `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperatorTokensResponse) Reset() {
+	*x = ListOperatorTokensResponse{}
+	mi := &file_meridian_v1_drill_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperatorTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperatorTokensResponse) ProtoMessage() {}
+
+func (x *ListOperatorTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_drill_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperatorTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListOperatorTokensResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListOperatorTokensResponse) GetTokens() []*OperatorTokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+// OperatorTokenInfo describes a drill-operator token without its secret.
+type OperatorTokenInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the token's public ID (the part before the dot).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// name is the operator; identity the name its calls carry.
+	Name     string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Identity string `protobuf:"bytes,3,opt,name=identity,proto3" json:"identity,omitempty"`
+	// expires is unset for a token without an end.
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatorTokenInfo) Reset() {
+	*x = OperatorTokenInfo{}
+	mi := &file_meridian_v1_drill_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorTokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorTokenInfo) ProtoMessage() {}
+
+func (x *OperatorTokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_drill_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorTokenInfo.ProtoReflect.Descriptor instead.
+func (*OperatorTokenInfo) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OperatorTokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OperatorTokenInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OperatorTokenInfo) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *OperatorTokenInfo) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+// RevokeOperatorTokenRequest names what to revoke: every token of the
+// operator name, or the one token id (exactly one of them).
+type RevokeOperatorTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOperatorTokenRequest) Reset() {
+	*x = RevokeOperatorTokenRequest{}
+	mi := &file_meridian_v1_drill_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOperatorTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOperatorTokenRequest) ProtoMessage() {}
+
+func (x *RevokeOperatorTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_drill_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOperatorTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeOperatorTokenRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RevokeOperatorTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeOperatorTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RevokeOperatorTokenResponse lists the IDs of the tokens revoked.
+type RevokeOperatorTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOperatorTokenResponse) Reset() {
+	*x = RevokeOperatorTokenResponse{}
+	mi := &file_meridian_v1_drill_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOperatorTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOperatorTokenResponse) ProtoMessage() {}
+
+func (x *RevokeOperatorTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_drill_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOperatorTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeOperatorTokenResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_drill_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RevokeOperatorTokenResponse) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 var File_meridian_v1_drill_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_drill_proto_rawDesc = "" +
@@ -678,21 +1006,22 @@ const file_meridian_v1_drill_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x17.meridian.v1.ObjectMetaR\bmetadata\x12*\n" +
 	"\x04spec\x18\x04 \x01(\v2\x16.meridian.v1.DrillSpecR\x04spec\x120\n" +
-	"\x06status\x18\x05 \x01(\v2\x18.meridian.v1.DrillStatusR\x06status\"\xc2\x01\n" +
+	"\x06status\x18\x05 \x01(\v2\x18.meridian.v1.DrillStatusR\x06status\"\xf1\x01\n" +
 	"\tDrillSpec\x12-\n" +
 	"\x05scope\x18\x01 \x01(\v2\x17.meridian.v1.DrillScopeR\x05scope\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x10\n" +
 	"\x03rto\x18\x03 \x01(\tR\x03rto\x12\x10\n" +
 	"\x03rpo\x18\x04 \x01(\tR\x03rpo\x128\n" +
 	"\tworkloads\x18\x05 \x01(\v2\x1a.meridian.v1.LabelSelectorR\tworkloads\x12\x14\n" +
-	"\x05abort\x18\x06 \x01(\bR\x05abort\"^\n" +
+	"\x05abort\x18\x06 \x01(\bR\x05abort\x12-\n" +
+	"\x12include_singletons\x18\a \x01(\bR\x11includeSingletons\"^\n" +
 	"\n" +
 	"DrillScope\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1e\n" +
 	"\n" +
 	"datacenter\x18\x02 \x01(\tR\n" +
 	"datacenter\x12\x16\n" +
-	"\x06region\x18\x03 \x01(\tR\x06region\"\xa5\x03\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\"\xe2\x03\n" +
 	"\vDrillStatus\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x129\n" +
 	"\n" +
@@ -703,7 +1032,12 @@ const file_meridian_v1_drill_proto_rawDesc = "" +
 	"\averdict\x18\x06 \x01(\tR\averdict\x12\x18\n" +
 	"\amessage\x18\a \x01(\tR\amessage\x12+\n" +
 	"\x03rto\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03rto\x12+\n" +
-	"\x03rpo\x18\t \x01(\v2\x19.google.protobuf.DurationR\x03rpo\"g\n" +
+	"\x03rpo\x18\t \x01(\v2\x19.google.protobuf.DurationR\x03rpo\x12;\n" +
+	"\askipped\x18\n" +
+	" \x03(\v2!.meridian.v1.DrillSkippedWorkloadR\askipped\"h\n" +
+	"\x14DrillSkippedWorkload\x128\n" +
+	"\bworkload\x18\x01 \x01(\v2\x1c.meridian.v1.ObjectReferenceR\bworkload\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"g\n" +
 	"\tDrillStep\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x16\n" +
@@ -726,9 +1060,24 @@ const file_meridian_v1_drill_proto_rawDesc = "" +
 	"ttlSeconds\"O\n" +
 	"\x1bCreateOperatorTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
-	"\bidentity\x18\x02 \x01(\tR\bidentity2x\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity\"\x1b\n" +
+	"\x19ListOperatorTokensRequest\"T\n" +
+	"\x1aListOperatorTokensResponse\x126\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1e.meridian.v1.OperatorTokenInfoR\x06tokens\"\x89\x01\n" +
+	"\x11OperatorTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bidentity\x18\x03 \x01(\tR\bidentity\x124\n" +
+	"\aexpires\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"@\n" +
+	"\x1aRevokeOperatorTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"/\n" +
+	"\x1bRevokeOperatorTokenResponse\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids2\xc9\x02\n" +
 	"\fDrillService\x12h\n" +
-	"\x13CreateOperatorToken\x12'.meridian.v1.CreateOperatorTokenRequest\x1a(.meridian.v1.CreateOperatorTokenResponseB?Z=github.com/meridian-fed/meridian/proto/meridian/v1;meridianv1b\x06proto3"
+	"\x13CreateOperatorToken\x12'.meridian.v1.CreateOperatorTokenRequest\x1a(.meridian.v1.CreateOperatorTokenResponse\x12e\n" +
+	"\x12ListOperatorTokens\x12&.meridian.v1.ListOperatorTokensRequest\x1a'.meridian.v1.ListOperatorTokensResponse\x12h\n" +
+	"\x13RevokeOperatorToken\x12'.meridian.v1.RevokeOperatorTokenRequest\x1a(.meridian.v1.RevokeOperatorTokenResponseB?Z=github.com/meridian-fed/meridian/proto/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_drill_proto_rawDescOnce sync.Once
@@ -742,50 +1091,64 @@ func file_meridian_v1_drill_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_drill_proto_rawDescData
 }
 
-var file_meridian_v1_drill_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_meridian_v1_drill_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_meridian_v1_drill_proto_goTypes = []any{
 	(*Drill)(nil),                       // 0: meridian.v1.Drill
 	(*DrillSpec)(nil),                   // 1: meridian.v1.DrillSpec
 	(*DrillScope)(nil),                  // 2: meridian.v1.DrillScope
 	(*DrillStatus)(nil),                 // 3: meridian.v1.DrillStatus
-	(*DrillStep)(nil),                   // 4: meridian.v1.DrillStep
-	(*DrillWorkloadResult)(nil),         // 5: meridian.v1.DrillWorkloadResult
-	(*CreateOperatorTokenRequest)(nil),  // 6: meridian.v1.CreateOperatorTokenRequest
-	(*CreateOperatorTokenResponse)(nil), // 7: meridian.v1.CreateOperatorTokenResponse
-	(*ObjectMeta)(nil),                  // 8: meridian.v1.ObjectMeta
-	(*LabelSelector)(nil),               // 9: meridian.v1.LabelSelector
-	(*timestamppb.Timestamp)(nil),       // 10: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 11: google.protobuf.Duration
-	(*ObjectReference)(nil),             // 12: meridian.v1.ObjectReference
-	(*TargetCluster)(nil),               // 13: meridian.v1.TargetCluster
+	(*DrillSkippedWorkload)(nil),        // 4: meridian.v1.DrillSkippedWorkload
+	(*DrillStep)(nil),                   // 5: meridian.v1.DrillStep
+	(*DrillWorkloadResult)(nil),         // 6: meridian.v1.DrillWorkloadResult
+	(*CreateOperatorTokenRequest)(nil),  // 7: meridian.v1.CreateOperatorTokenRequest
+	(*CreateOperatorTokenResponse)(nil), // 8: meridian.v1.CreateOperatorTokenResponse
+	(*ListOperatorTokensRequest)(nil),   // 9: meridian.v1.ListOperatorTokensRequest
+	(*ListOperatorTokensResponse)(nil),  // 10: meridian.v1.ListOperatorTokensResponse
+	(*OperatorTokenInfo)(nil),           // 11: meridian.v1.OperatorTokenInfo
+	(*RevokeOperatorTokenRequest)(nil),  // 12: meridian.v1.RevokeOperatorTokenRequest
+	(*RevokeOperatorTokenResponse)(nil), // 13: meridian.v1.RevokeOperatorTokenResponse
+	(*ObjectMeta)(nil),                  // 14: meridian.v1.ObjectMeta
+	(*LabelSelector)(nil),               // 15: meridian.v1.LabelSelector
+	(*timestamppb.Timestamp)(nil),       // 16: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 17: google.protobuf.Duration
+	(*ObjectReference)(nil),             // 18: meridian.v1.ObjectReference
+	(*TargetCluster)(nil),               // 19: meridian.v1.TargetCluster
 }
 var file_meridian_v1_drill_proto_depIdxs = []int32{
-	8,  // 0: meridian.v1.Drill.metadata:type_name -> meridian.v1.ObjectMeta
+	14, // 0: meridian.v1.Drill.metadata:type_name -> meridian.v1.ObjectMeta
 	1,  // 1: meridian.v1.Drill.spec:type_name -> meridian.v1.DrillSpec
 	3,  // 2: meridian.v1.Drill.status:type_name -> meridian.v1.DrillStatus
 	2,  // 3: meridian.v1.DrillSpec.scope:type_name -> meridian.v1.DrillScope
-	9,  // 4: meridian.v1.DrillSpec.workloads:type_name -> meridian.v1.LabelSelector
-	10, // 5: meridian.v1.DrillStatus.start_time:type_name -> google.protobuf.Timestamp
-	10, // 6: meridian.v1.DrillStatus.completion_time:type_name -> google.protobuf.Timestamp
-	4,  // 7: meridian.v1.DrillStatus.timeline:type_name -> meridian.v1.DrillStep
-	5,  // 8: meridian.v1.DrillStatus.workloads:type_name -> meridian.v1.DrillWorkloadResult
-	11, // 9: meridian.v1.DrillStatus.rto:type_name -> google.protobuf.Duration
-	11, // 10: meridian.v1.DrillStatus.rpo:type_name -> google.protobuf.Duration
-	10, // 11: meridian.v1.DrillStep.time:type_name -> google.protobuf.Timestamp
-	12, // 12: meridian.v1.DrillWorkloadResult.workload:type_name -> meridian.v1.ObjectReference
-	13, // 13: meridian.v1.DrillWorkloadResult.from:type_name -> meridian.v1.TargetCluster
-	13, // 14: meridian.v1.DrillWorkloadResult.to:type_name -> meridian.v1.TargetCluster
-	10, // 15: meridian.v1.DrillWorkloadResult.disrupted_at:type_name -> google.protobuf.Timestamp
-	10, // 16: meridian.v1.DrillWorkloadResult.ready_at:type_name -> google.protobuf.Timestamp
-	11, // 17: meridian.v1.DrillWorkloadResult.rto:type_name -> google.protobuf.Duration
-	11, // 18: meridian.v1.DrillWorkloadResult.rpo:type_name -> google.protobuf.Duration
-	6,  // 19: meridian.v1.DrillService.CreateOperatorToken:input_type -> meridian.v1.CreateOperatorTokenRequest
-	7,  // 20: meridian.v1.DrillService.CreateOperatorToken:output_type -> meridian.v1.CreateOperatorTokenResponse
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 4: meridian.v1.DrillSpec.workloads:type_name -> meridian.v1.LabelSelector
+	16, // 5: meridian.v1.DrillStatus.start_time:type_name -> google.protobuf.Timestamp
+	16, // 6: meridian.v1.DrillStatus.completion_time:type_name -> google.protobuf.Timestamp
+	5,  // 7: meridian.v1.DrillStatus.timeline:type_name -> meridian.v1.DrillStep
+	6,  // 8: meridian.v1.DrillStatus.workloads:type_name -> meridian.v1.DrillWorkloadResult
+	17, // 9: meridian.v1.DrillStatus.rto:type_name -> google.protobuf.Duration
+	17, // 10: meridian.v1.DrillStatus.rpo:type_name -> google.protobuf.Duration
+	4,  // 11: meridian.v1.DrillStatus.skipped:type_name -> meridian.v1.DrillSkippedWorkload
+	18, // 12: meridian.v1.DrillSkippedWorkload.workload:type_name -> meridian.v1.ObjectReference
+	16, // 13: meridian.v1.DrillStep.time:type_name -> google.protobuf.Timestamp
+	18, // 14: meridian.v1.DrillWorkloadResult.workload:type_name -> meridian.v1.ObjectReference
+	19, // 15: meridian.v1.DrillWorkloadResult.from:type_name -> meridian.v1.TargetCluster
+	19, // 16: meridian.v1.DrillWorkloadResult.to:type_name -> meridian.v1.TargetCluster
+	16, // 17: meridian.v1.DrillWorkloadResult.disrupted_at:type_name -> google.protobuf.Timestamp
+	16, // 18: meridian.v1.DrillWorkloadResult.ready_at:type_name -> google.protobuf.Timestamp
+	17, // 19: meridian.v1.DrillWorkloadResult.rto:type_name -> google.protobuf.Duration
+	17, // 20: meridian.v1.DrillWorkloadResult.rpo:type_name -> google.protobuf.Duration
+	11, // 21: meridian.v1.ListOperatorTokensResponse.tokens:type_name -> meridian.v1.OperatorTokenInfo
+	16, // 22: meridian.v1.OperatorTokenInfo.expires:type_name -> google.protobuf.Timestamp
+	7,  // 23: meridian.v1.DrillService.CreateOperatorToken:input_type -> meridian.v1.CreateOperatorTokenRequest
+	9,  // 24: meridian.v1.DrillService.ListOperatorTokens:input_type -> meridian.v1.ListOperatorTokensRequest
+	12, // 25: meridian.v1.DrillService.RevokeOperatorToken:input_type -> meridian.v1.RevokeOperatorTokenRequest
+	8,  // 26: meridian.v1.DrillService.CreateOperatorToken:output_type -> meridian.v1.CreateOperatorTokenResponse
+	10, // 27: meridian.v1.DrillService.ListOperatorTokens:output_type -> meridian.v1.ListOperatorTokensResponse
+	13, // 28: meridian.v1.DrillService.RevokeOperatorToken:output_type -> meridian.v1.RevokeOperatorTokenResponse
+	26, // [26:29] is the sub-list for method output_type
+	23, // [23:26] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_drill_proto_init() }
@@ -802,7 +1165,7 @@ func file_meridian_v1_drill_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_drill_proto_rawDesc), len(file_meridian_v1_drill_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,8 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	DrillService_CreateOperatorToken_FullMethodName = "/meridian.v1.DrillService/CreateOperatorToken"
+	DrillService_ListOperatorTokens_FullMethodName  = "/meridian.v1.DrillService/ListOperatorTokens"
+	DrillService_RevokeOperatorToken_FullMethodName = "/meridian.v1.DrillService/RevokeOperatorToken"
 )
 
 // DrillServiceClient is the client API for DrillService service.
@@ -35,6 +37,12 @@ type DrillServiceClient interface {
 	// CreateOperatorToken makes a drill-operator token; its secret is
 	// returned once and never stored.
 	CreateOperatorToken(ctx context.Context, in *CreateOperatorTokenRequest, opts ...grpc.CallOption) (*CreateOperatorTokenResponse, error)
+	// ListOperatorTokens lists the drill-operator tokens (never their
+	// secrets).
+	ListOperatorTokens(ctx context.Context, in *ListOperatorTokensRequest, opts ...grpc.CallOption) (*ListOperatorTokensResponse, error)
+	// RevokeOperatorToken ends drill-operator tokens before they expire: the
+	// next call made with one is Unauthenticated.
+	RevokeOperatorToken(ctx context.Context, in *RevokeOperatorTokenRequest, opts ...grpc.CallOption) (*RevokeOperatorTokenResponse, error)
 }
 
 type drillServiceClient struct {
@@ -55,6 +63,26 @@ func (c *drillServiceClient) CreateOperatorToken(ctx context.Context, in *Create
 	return out, nil
 }
 
+func (c *drillServiceClient) ListOperatorTokens(ctx context.Context, in *ListOperatorTokensRequest, opts ...grpc.CallOption) (*ListOperatorTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperatorTokensResponse)
+	err := c.cc.Invoke(ctx, DrillService_ListOperatorTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *drillServiceClient) RevokeOperatorToken(ctx context.Context, in *RevokeOperatorTokenRequest, opts ...grpc.CallOption) (*RevokeOperatorTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeOperatorTokenResponse)
+	err := c.cc.Invoke(ctx, DrillService_RevokeOperatorToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DrillServiceServer is the server API for DrillService service.
 // All implementations must embed UnimplementedDrillServiceServer
 // for forward compatibility.
@@ -68,6 +96,12 @@ type DrillServiceServer interface {
 	// CreateOperatorToken makes a drill-operator token; its secret is
 	// returned once and never stored.
 	CreateOperatorToken(context.Context, *CreateOperatorTokenRequest) (*CreateOperatorTokenResponse, error)
+	// ListOperatorTokens lists the drill-operator tokens (never their
+	// secrets).
+	ListOperatorTokens(context.Context, *ListOperatorTokensRequest) (*ListOperatorTokensResponse, error)
+	// RevokeOperatorToken ends drill-operator tokens before they expire: the
+	// next call made with one is Unauthenticated.
+	RevokeOperatorToken(context.Context, *RevokeOperatorTokenRequest) (*RevokeOperatorTokenResponse, error)
 	mustEmbedUnimplementedDrillServiceServer()
 }
 
@@ -80,6 +114,12 @@ type UnimplementedDrillServiceServer struct{}
 
 func (UnimplementedDrillServiceServer) CreateOperatorToken(context.Context, *CreateOperatorTokenRequest) (*CreateOperatorTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateOperatorToken not implemented")
+}
+func (UnimplementedDrillServiceServer) ListOperatorTokens(context.Context, *ListOperatorTokensRequest) (*ListOperatorTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperatorTokens not implemented")
+}
+func (UnimplementedDrillServiceServer) RevokeOperatorToken(context.Context, *RevokeOperatorTokenRequest) (*RevokeOperatorTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeOperatorToken not implemented")
 }
 func (UnimplementedDrillServiceServer) mustEmbedUnimplementedDrillServiceServer() {}
 func (UnimplementedDrillServiceServer) testEmbeddedByValue()                      {}
@@ -120,6 +160,42 @@ func _DrillService_CreateOperatorToken_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DrillService_ListOperatorTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperatorTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DrillServiceServer).ListOperatorTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DrillService_ListOperatorTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DrillServiceServer).ListOperatorTokens(ctx, req.(*ListOperatorTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DrillService_RevokeOperatorToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeOperatorTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DrillServiceServer).RevokeOperatorToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DrillService_RevokeOperatorToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DrillServiceServer).RevokeOperatorToken(ctx, req.(*RevokeOperatorTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DrillService_ServiceDesc is the grpc.ServiceDesc for DrillService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -130,6 +206,14 @@ var DrillService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateOperatorToken",
 			Handler:    _DrillService_CreateOperatorToken_Handler,
+		},
+		{
+			MethodName: "ListOperatorTokens",
+			Handler:    _DrillService_ListOperatorTokens_Handler,
+		},
+		{
+			MethodName: "RevokeOperatorToken",
+			Handler:    _DrillService_RevokeOperatorToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
