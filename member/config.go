@@ -97,6 +97,11 @@ type Config struct {
 	// CrashLoopBackoff is the first delay before restarting a container that
 	// keeps exiting; later delays double up to 5 minutes. Default 10s.
 	CrashLoopBackoff time.Duration `mapstructure:"crash-loop-backoff"`
+	// FenceWatchdog runs the fence watchdog, a process apart from the agent
+	// that kills the singleton pods when the agent misses their lease
+	// deadline (a paused agent; docs/failover.md, "Fencing"). Only with a
+	// hub and runtime exec. Default true.
+	FenceWatchdog bool `mapstructure:"fence-watchdog"`
 	// SimStartDelay and SimFailureRate shape simulated pods (runtime sim).
 	SimStartDelay  time.Duration `mapstructure:"sim-start-delay"`
 	SimFailureRate float64       `mapstructure:"sim-failure-rate"`
@@ -122,6 +127,7 @@ func DefaultConfig() Config {
 		NodeMemory:        "8Gi",
 		NodePods:          110,
 		CrashLoopBackoff:  10 * time.Second,
+		FenceWatchdog:     true,
 		ShutdownTimeout:   10 * time.Second,
 		HeartbeatInterval: 5 * time.Second,
 		GossipProfile:     "same-dc",

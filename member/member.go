@@ -24,6 +24,7 @@ import (
 	"github.com/meridian-fed/meridian/member/controller/replicaset"
 	"github.com/meridian-fed/meridian/member/controller/statefulset"
 	"github.com/meridian-fed/meridian/member/fence"
+	"github.com/meridian-fed/meridian/member/fence/watchdog"
 	"github.com/meridian-fed/meridian/member/hubsync"
 	"github.com/meridian-fed/meridian/member/runtime"
 	"github.com/meridian-fed/meridian/member/runtime/exec"
@@ -51,6 +52,11 @@ type Member struct {
 	sync  *hubsync.Client // nil when standalone
 	lease *hubsync.Lease  // the singleton lease; nil when standalone
 	gsp   *gossip.Gossip  // nil without gossip
+
+	// The fence watchdog (docs/failover.md, "Fencing"): nil unless the
+	// member has a hub, runs exec and FenceWatchdog is on.
+	watchdog  *watchdog.Process
+	fenceHook exec.FenceHook
 
 	agents map[string]*agent.Agent // by node name; fixed after Start
 
@@ -122,16 +128,24 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Member, err er
 	}
 	runners = append(runners, jobs, crons, sched, svcs)
 
-	newDriver, err := m.driverFactory()
-	if err != nil {
-		return nil, err
-	}
 	// With a hub, singleton pods run only under the member's lease
 	// (docs/failover.md, "Fencing").
 	var gate agent.Gate
 	if cfg.Hub != "" {
 		m.lease = hubsync.NewLease(hubsync.LeaseConfig{})
-		gate = fence.New(m.lease, inf)
+		g := fence.New(m.lease, inf)
+		gate = g
+		// Real processes outlive a paused agent: a watchdog process kills
+		// the fenced pods' groups when the agent misses their deadline.
+		if cfg.Runtime != "sim" && cfg.FenceWatchdog {
+			if err := m.startWatchdog(g, inf); err != nil {
+				return nil, err
+			}
+		}
+	}
+	newDriver, err := m.driverFactory()
+	if err != nil {
+		return nil, err
 	}
 	for _, n := range cfg.nodes() {
 		a, err := agent.New(agent.Config{
@@ -239,6 +253,7 @@ func (m *Member) driverFactory() (func(node string, onChange runtime.ChangeFunc)
 				BackoffCap:  max(m.cfg.CrashLoopBackoff, 5*time.Minute),
 				OnChange:    onChange,
 				Logger:      m.log.With("node", node),
+				Fence:       m.fenceHook,
 			})
 			if err != nil {
 				return nil, err
@@ -255,6 +270,28 @@ func (m *Member) driverFactory() (func(node string, onChange runtime.ChangeFunc)
 			return d, nil
 		}, nil
 	}
+}
+
+// startWatchdog starts the fence watchdog process over a state file in
+// the data dir, publishes the lease's deadline to it on every extension
+// and sets the exec runtime's hook that lists the fenced pods' processes.
+func (m *Member) startWatchdog(g *fence.Gate, inf *controller.InformerSet) error {
+	pub, err := watchdog.NewPublisher(filepath.Join(m.cfg.DataDir, "fence-watchdog.json"))
+	if err != nil {
+		return err
+	}
+	m.watchdog, err = watchdog.Spawn(watchdog.SpawnConfig{StateFile: pub.Path(), Log: m.log})
+	if err != nil {
+		return err
+	}
+	m.lease.OnExtend(func(until time.Time, margin time.Duration) {
+		if err := pub.Extend(watchdog.Deadline(until, margin)); err != nil {
+			m.log.Error("failed to publish the fence deadline", "err", err)
+		}
+	})
+	m.fenceHook = g.WatchdogHook(inf, pub, m.watchdog.Running, m.log)
+	m.log.Info("fence watchdog started", "pid", m.watchdog.Pid(), "state", pub.Path())
+	return nil
 }
 
 // Addr is the local API address.
@@ -339,6 +376,10 @@ func (m *Member) Close() error {
 	m.mu.Unlock()
 	if m.sim != nil {
 		m.sim.Close()
+	}
+	if m.watchdog != nil {
+		// After the agents: their pods are stopped.
+		_ = m.watchdog.Close()
 	}
 	if m.db != nil {
 		if err := m.db.Close(); err != nil {

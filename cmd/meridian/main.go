@@ -61,6 +61,7 @@ func newRootCommand() *cobra.Command {
 		newPluginCommand(cf),
 		newGossipCommand(),
 		newVersionCommand(),
+		newFenceWatchdogCommand(),
 	)
 	return root
 }

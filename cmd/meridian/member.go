@@ -68,6 +68,7 @@ A config file can declare nodes in detail:
 	f.String("hub-ca-file", "", "the hub's CA certificate (PEM), instead of hub-ca-pin")
 	f.StringToString("labels", nil, "the Cluster's labels: key=value,...")
 	f.Duration("heartbeat-interval", def.HeartbeatInterval, "how often to tell the hub the member is alive, with its capacity")
+	f.Bool("fence-watchdog", def.FenceWatchdog, "run the fence watchdog, a process that kills singleton pods when a paused agent misses their lease deadline (exec runtime, with a hub)")
 	f.String("gossip-listen", "", "gossip address, UDP and TCP (empty disables gossip)")
 	f.StringSlice("gossip-seeds", nil, "the hub's gossip addresses")
 	f.String("gossip-key", "", "base64 gossip encryption key (the hub's)")

@@ -38,6 +38,7 @@ type Lease struct {
 	floors    map[string]int64
 	timer     *time.Timer // fires at until
 	listeners []func()
+	extended  []func(until time.Time, margin time.Duration)
 	enforcer  func(floors map[string]int64) map[string]int64
 }
 
@@ -91,8 +92,10 @@ func (l *Lease) Granted(g *meridianv1.LeaseGrant) bool {
 	until := sentAt.Add(d - l.margin(d) - time.Duration(l.drift*float64(d)))
 	changed := !floorsEqual(l.floors, g.GetMinEpochs())
 	wasHeld := l.heldLocked()
+	var extended []func(time.Time, time.Duration)
 	if until.After(l.until) {
 		l.until = until
+		extended = append(extended, l.extended...)
 	}
 	l.lease = d
 	l.renew = time.Duration(g.GetRenewIntervalMs()) * time.Millisecond
@@ -100,11 +103,28 @@ func (l *Lease) Granted(g *meridianv1.LeaseGrant) bool {
 	changed = changed || wasHeld != l.heldLocked()
 	l.armLocked()
 	notify := l.listenersIfLocked(changed)
+	margin := l.margin(d)
 	l.mu.Unlock()
+	// The new end goes out before the listeners hear that the lease is
+	// held: a pod they start is covered by it.
+	for _, f := range extended {
+		f(until, margin)
+	}
 	for _, f := range notify {
 		f()
 	}
 	return true
+}
+
+// OnExtend registers f, called (never under a lock) with the lease's new
+// end and the member's margin for it whenever a grant extends the lease,
+// before Subscribe's listeners hear of the grant. Calls from two grants
+// may overlap: keep the latest end. The fence watchdog
+// (member/fence/watchdog) publishes its deadline from it.
+func (l *Lease) OnExtend(f func(until time.Time, margin time.Duration)) {
+	l.mu.Lock()
+	l.extended = append(l.extended, f)
+	l.mu.Unlock()
 }
 
 // Held reports whether the lease is held now.

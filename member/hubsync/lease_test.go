@@ -191,3 +191,47 @@ func TestRenewalsReportWhatIsFenced(t *testing.T) {
 		return len(s.renewals) > 0 && s.renewals[len(s.renewals)-1].fenced[w] == 3
 	})
 }
+
+// OnExtend hears of every grant that moves the lease's end, with the
+// member's margin, before the Subscribe listeners do; a grant that does not
+// move it is not reported.
+func TestLeaseOnExtend(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	l := hubsync.NewLease(hubsync.LeaseConfig{Now: clk.Now})
+	defer l.Stop()
+	var mu sync.Mutex
+	var events []string
+	var ends []time.Time
+	l.OnExtend(func(until time.Time, margin time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, "extend "+margin.String())
+		ends = append(ends, until)
+	})
+	l.Subscribe(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, "notify")
+	})
+	t0 := clk.Now()
+	seq := hubsync.NextRenewal(l)
+	clk.Advance(time.Second)
+	seq2 := hubsync.NextRenewal(l)
+	if !l.Granted(grant(seq2, 10*time.Second, nil)) {
+		t.Fatal("grant not applied")
+	}
+	if !l.Granted(grant(seq, 10*time.Second, nil)) { // older: does not extend
+		t.Fatal("grant not applied")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := len(ends); got != 1 {
+		t.Fatalf("%d extensions reported (%v), want 1", got, events)
+	}
+	if want := t0.Add(time.Second + 7900*time.Millisecond); !ends[0].Equal(want) {
+		t.Fatalf("extended to %s after t0, want %s", ends[0].Sub(t0), want.Sub(t0))
+	}
+	if events[0] != "extend 2s" || events[1] != "notify" {
+		t.Fatalf("events %v, want the extension (margin 2s) before the notification", events)
+	}
+}

@@ -70,7 +70,15 @@ func (d *Driver) runOnce(p *pod, c *container, restarts int32) runResult {
 	}
 	env := containerEnv(d.cfg.BaseEnv, &p.req, p.dir, c.spec)
 	dir := workingDir(p.dir, c.spec)
-	cmd, err := d.command(p, c, env, dir, restarts)
+	ref := PodRef{UID: p.req.uid, Namespace: p.req.namespace, Name: p.req.name}
+	var err error
+	if d.cfg.Fence != nil {
+		err = d.cfg.Fence.Starting(ref, c.spec.GetName())
+	}
+	var cmd *osexec.Cmd
+	if err == nil {
+		cmd, err = d.command(p, c, env, dir, restarts)
+	}
 	if err == nil {
 		err = d.spawner.start(cmd)
 		if f, ok := cmd.Stdout.(*os.File); ok {
@@ -89,6 +97,13 @@ func (d *Driver) runOnce(p *pod, c *container, restarts int32) runResult {
 		return runResult{exitCode: 128}
 	}
 	pid := cmd.Process.Pid
+	if d.cfg.Fence != nil {
+		var start uint64
+		if st, err := readProcStat(pid); err == nil {
+			start = st.startTime
+		}
+		d.cfg.Fence.Started(ref, c.spec.GetName(), pid, start)
+	}
 	if err := writePIDFile(pidPath(p.dir, c.spec.GetName()), pid); err != nil {
 		d.cfg.Logger.Warn("failed to record pid", "pod", p.req.uid, "container", c.spec.GetName(), "err", err)
 	}
@@ -125,6 +140,9 @@ func (d *Driver) runOnce(p *pod, c *container, restarts int32) runResult {
 	// A container ends with its main process: kill what it left in its group.
 	if err := signalGroup(pid, syscall.SIGKILL); err != nil {
 		d.cfg.Logger.Warn("failed to kill leftovers", "pod", p.req.uid, "container", c.spec.GetName(), "err", err)
+	}
+	if d.cfg.Fence != nil {
+		d.cfg.Fence.Exited(ref, c.spec.GetName(), pid)
 	}
 	if err := os.Remove(pidPath(p.dir, c.spec.GetName())); err != nil && !os.IsNotExist(err) {
 		d.cfg.Logger.Warn("failed to remove pid file", "pod", p.req.uid, "err", err)

@@ -71,6 +71,34 @@ type Config struct {
 	KeepPodDirs bool
 	// Logger receives the driver's own diagnostics. Default: discarded.
 	Logger *slog.Logger
+	// Fence, if set, is asked before each container process starts and
+	// told about each one started and ended. The member's fence watchdog
+	// (member/fence/watchdog) lists the fenced pods' process groups
+	// through it.
+	Fence FenceHook
+}
+
+// PodRef names a pod for a FenceHook.
+type PodRef struct {
+	UID, Namespace, Name string
+}
+
+// FenceHook follows the driver's container processes. Its methods are
+// called from the goroutine that runs the container, never with a lock of
+// the driver held, and must not block for long.
+type FenceHook interface {
+	// Starting is called before a container process of pod starts; an
+	// error keeps it from starting (the run fails with a StartError, as
+	// when the command cannot be found).
+	Starting(pod PodRef, container string) error
+	// Started is called as soon as the process pid has started, before
+	// anything else is done with it. pid is also its process group's ID,
+	// and start its start time in clock ticks since boot (field 22 of
+	// /proc/PID/stat; 0 if it could not be read).
+	Started(pod PodRef, container string, pid int, start uint64)
+	// Exited is called once the process and what it left in its group
+	// have been killed or have exited.
+	Exited(pod PodRef, container string, pid int)
 }
 
 func (c Config) withDefaults() Config {
