@@ -62,6 +62,24 @@ spec:
           periodSeconds: 1
 `
 
+// waitShopPlaced waits for shop's placement before the drills: 2 ready
+// replicas of web on every member.
+func waitShopPlaced(t *testing.T, f *federation, after string) {
+	t.Helper()
+	for _, s := range topology {
+		m := f.members[s.name]
+		waitFor(t, s.name+" back to 2 ready replicas after "+after, 60*time.Second, func() bool {
+			n := 0
+			for _, p := range m.pods(t, "shop") {
+				if podReady(p) && p.GetMetadata().GetDeletionTimestamp() == nil {
+					n++
+				}
+			}
+			return n == 2
+		})
+	}
+}
+
 // podReady reports whether a pod is Ready.
 func podReady(p *meridianv1.Pod) bool {
 	for _, c := range p.GetStatus().GetConditions() {
@@ -228,27 +246,63 @@ func TestDrillEndToEnd(t *testing.T) {
 		t.Errorf("html report: %v\n%.400s", err, out)
 	}
 
-	// Planned and unplanned drills of dc-a1 through the CLI: they pass and
-	// restore the placement (2 ready replicas per member).
-	for _, mode := range []string{"planned", "unplanned"} {
-		out, err := runCLI(t, f.hub, "", "drill", "run", "--scope", "datacenter=dc-a1", "--mode", mode, "--rto", "30s", "--name", "e2e-"+mode, "--wait")
-		if err != nil {
-			t.Fatalf("%s drill: %v\n%s", mode, err, out)
-		}
-		t.Logf("%s drill:\n%s", mode, out)
-		for _, s := range topology {
-			m := f.members[s.name]
-			waitFor(t, s.name+" back to 2 ready replicas after the "+mode+" drill", 60*time.Second, func() bool {
-				n := 0
-				for _, p := range m.pods(t, "shop") {
-					if podReady(p) && p.GetMetadata().GetDeletionTimestamp() == nil {
-						n++
-					}
-				}
-				return n == 2
-			})
-		}
+	// A planned drill of dc-a1 through the CLI with --wait: it passes and
+	// restores the placement (2 ready replicas per member).
+	out, err = runCLI(t, f.hub, "", "drill", "run", "--scope", "datacenter=dc-a1", "--mode", "planned", "--rto", "30s", "--name", "e2e-planned", "--wait")
+	if err != nil {
+		t.Fatalf("planned drill: %v\n%s", err, out)
 	}
+	t.Logf("planned drill:\n%s", out)
+	waitShopPlaced(t, f, "the planned drill")
+
+	// An unplanned drill of dc-a1, measured from outside as the test
+	// drill was: dc-a1 stops serving web at once (a disaster, not a
+	// drain), the failover controller moves its replicas after the
+	// policy's toleration, and the RTO the drill reports agrees within
+	// 10 % with this test's own clock, from the drill's disruption to 6
+	// ready replicas on the survivors.
+	if out, err := runCLI(t, f.hub, "", "drill", "run", "--scope", "datacenter=dc-a1", "--mode", "unplanned", "--rto", "30s", "--name", "e2e-unplanned"); err != nil {
+		t.Fatalf("unplanned drill: %v\n%s", err, out)
+	}
+	readyIn := func(names ...string) int {
+		n := 0
+		for _, name := range names {
+			for _, p := range f.members[name].pods(t, "shop") {
+				if podReady(p) && p.GetMetadata().GetDeletionTimestamp() == nil && p.GetMetadata().GetLabels()["app"] == "web" {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	waitFor(t, "dc-a1 to stop serving web", 30*time.Second, func() bool { return readyIn("dc-a1") == 0 })
+	observedDown := time.Now()
+	waitFor(t, "6 ready replicas of web on the survivors", 60*time.Second, func() bool {
+		if n := readyIn("dc-a1"); n != 0 {
+			t.Errorf("dc-a1 serves web again (%d ready) before the failover is over", n)
+		}
+		return readyIn("dc-a2", "dc-b1") == 6
+	})
+	observedUp := time.Now()
+	waitFor(t, "the unplanned drill to end", 60*time.Second, func() bool {
+		d = f.drill(t, "e2e-unplanned")
+		return d.GetStatus().GetCompletionTime() != nil
+	})
+	if d.GetStatus().GetPhase() != "Succeeded" {
+		t.Fatalf("unplanned drill %s: %s", d.GetStatus().GetPhase(), d.GetStatus().GetMessage())
+	}
+	w = d.GetStatus().GetWorkloads()[0]
+	disrupted := w.GetDisruptedAt().AsTime()
+	reported, observed = w.GetRto().AsDuration(), observedUp.Sub(disrupted)
+	t.Logf("unplanned drill RTO: reported %s, observed from outside %s; dc-a1 stopped serving %s after the disruption; failover: %s",
+		reported.Round(time.Millisecond), observed.Round(time.Millisecond), observedDown.Sub(disrupted).Round(time.Millisecond), w.GetMessage())
+	if diff := math.Abs(float64(reported-observed)) / float64(observed); diff > 0.10 {
+		t.Errorf("reported RTO %s and observed %s differ by %.0f%% (> 10%%)", reported, observed, diff*100)
+	}
+	if down := observedDown.Sub(disrupted); down > observed/10 {
+		t.Errorf("dc-a1 stopped serving %s after the disruption: not a disaster", down)
+	}
+	waitShopPlaced(t, f, "the unplanned drill")
 	out, err = runCLI(t, f.hub, "", "drill", "list")
 	if err != nil || strings.Count(out, "Succeeded") != 3 {
 		t.Errorf("drill list: %v\n%s", err, out)
