@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/proto/meridian/federation"
@@ -28,9 +27,16 @@ type statusWriter struct {
 	pending map[string]*meridianv1.WorkStatus // by "<cluster>/<work>"
 }
 
+// statusWorkers is how many Work statuses the status writer, and how many
+// workload statuses the aggregator, write at once. Each write is a read
+// and a compare-and-swap in etcd, which batches concurrent writes: when a
+// failover makes a thousand workloads ready at once, throughput comes from
+// writes in flight.
+const statusWorkers = 16
+
 func newStatusWriter(f *Federation) *statusWriter {
 	w := &statusWriter{f: f, pending: map[string]*meridianv1.WorkStatus{}}
-	w.ctrl = controller.New("work-status", 8, w.sync, f.log)
+	w.ctrl = controller.New("work-status", statusWorkers, w.sync, f.log)
 	return w
 }
 
@@ -104,6 +110,10 @@ func sameStatus(a, b *meridianv1.WorkStatus) bool {
 	return proto.Equal(a, b)
 }
 
+// indexSourceUID indexes Works by their source's uid (the
+// federation.LabelSourceUID label).
+const indexSourceUID = "source-uid"
+
 // aggregator folds the status of every Work of a hub workload into the
 // workload's status (federation.Aggregate).
 type aggregator struct {
@@ -115,7 +125,15 @@ type aggregator struct {
 
 func newAggregator(f *Federation, inf *controller.InformerSet) *aggregator {
 	a := &aggregator{f: f, inf: inf, works: inf.For(workKind)}
-	a.ctrl = controller.New("status-aggregator", 4, a.sync, f.log)
+	// A sync reads the Works of one workload; scanning every Work for it
+	// cost the aggregator the square of the workloads.
+	a.works.AddIndex(indexSourceUID, func(o resource.Object) []string {
+		if uid, ok := o.GetMetadata().GetLabels()[federation.LabelSourceUID]; ok {
+			return []string{uid}
+		}
+		return nil
+	})
+	a.ctrl = controller.New("status-aggregator", statusWorkers, a.sync, f.log)
 	enqueue := func(o resource.Object) {
 		if src := o.(*meridianv1.Work).GetSpec().GetSource(); src != nil {
 			a.ctrl.Queue.Add(sourceKey(src.GetKind(), src.GetNamespace(), src.GetName()))
@@ -163,8 +181,12 @@ func (a *aggregator) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	uid := obj.GetMetadata().GetUid()
+	works, err := a.works.ByIndex(indexSourceUID, uid)
+	if err != nil {
+		return err
+	}
 	var clusters []*meridianv1.ClusterWorkloadStatus
-	for _, o := range a.works.List("", labels.SelectorFromSet(labels.Set{federation.LabelSourceUID: uid})) {
+	for _, o := range works {
 		w := o.(*meridianv1.Work)
 		st := w.GetStatus().GetWorkload()
 		if st == nil {

@@ -39,11 +39,17 @@ type workController struct {
 	ctrl      *controller.Controller
 }
 
+// workWorkers is how many objects the work controller syncs at once.
+const workWorkers = 16
+
 func newWorkController(f *Federation, inf *controller.InformerSet, rec *controller.Recorder) *workController {
 	c := &workController{f: f, inf: inf, clusters: inf.For(clusterKind), works: inf.For(workKind),
 		bindings: inf.For(bindingKind), overrides: inf.For(overrideKind),
 		pps: inf.For(resource.MustLookup("PropagationPolicy")), cpps: inf.For(resource.MustLookup("ClusterPropagationPolicy")), rec: rec}
-	c.ctrl = controller.New("works", 4, c.sync, f.log)
+	// A sync mostly waits on one etcd write per cluster; etcd batches
+	// concurrent writes, so a failover that moves many workloads at once
+	// needs many in flight.
+	c.ctrl = controller.New("works", workWorkers, c.sync, f.log)
 	for _, k := range federation.PropagatedKinds() {
 		inf.For(k).AddHandler(controller.Handler{
 			OnAdd:    func(o resource.Object) { c.ctrl.Queue.Add(sourceKeyOf(o)) },

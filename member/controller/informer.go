@@ -31,6 +31,7 @@ type Informer struct {
 
 	mu       sync.RWMutex
 	objs     map[string]resource.Object // by Key; never modified in place
+	indexes  map[string]*index          // by index name; kept in step with objs
 	handlers []Handler
 	synced   bool
 	syncedCh chan struct{} // closed once the first list is in the cache
@@ -41,7 +42,14 @@ func NewInformer(st storage.Interface, kind *resource.Kind, log *slog.Logger) *I
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Informer{store: st, kind: kind, log: log.With("informer", kind.Plural), objs: map[string]resource.Object{}, syncedCh: make(chan struct{})}
+	return &Informer{
+		store:    st,
+		kind:     kind,
+		log:      log.With("informer", kind.Plural),
+		objs:     map[string]resource.Object{},
+		indexes:  map[string]*index{},
+		syncedCh: make(chan struct{}),
+	}
 }
 
 // Kind is the kind the informer watches.
@@ -190,6 +198,9 @@ func (i *Informer) replace(objs []resource.Object) {
 	for _, o := range objs {
 		i.objs[Key(o)] = o
 	}
+	for _, ix := range i.indexes {
+		ix.rebuild(i.objs)
+	}
 	handlers := i.handlers
 	first := !i.synced
 	i.synced = true
@@ -234,6 +245,14 @@ func (i *Informer) apply(ev storage.Event) {
 		delete(i.objs, key)
 	} else {
 		i.objs[key] = ev.Object
+	}
+	for _, ix := range i.indexes {
+		if had {
+			ix.remove(key, prev)
+		}
+		if ev.Type != storage.Deleted {
+			ix.add(key, ev.Object)
+		}
 	}
 	handlers := i.handlers
 	i.mu.Unlock()

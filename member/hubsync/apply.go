@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/labels"
@@ -67,6 +68,16 @@ func (it *item) key() resource.Key {
 // prepare turns a Work into the object to store; nil (and the Work reported
 // as not applied) if it cannot be.
 func (c *Client) prepare(w *meridianv1.Work) *item {
+	it, err := c.build(w)
+	if err != nil {
+		c.reportInvalid(w, err)
+		return nil
+	}
+	return it
+}
+
+// build turns a Work into the object to store, or says why it cannot.
+func (c *Client) build(w *meridianv1.Work) (*item, error) {
 	name, gen := w.GetMetadata().GetName(), w.GetMetadata().GetGeneration()
 	obj, kind, err := federation.MemberObject(proto.Clone(w).(*meridianv1.Work))
 	if err == nil && !federation.Propagated(kind) {
@@ -76,12 +87,17 @@ func (c *Client) prepare(w *meridianv1.Work) *item {
 		_, err = storage.CheckObjectKey(obj)
 	}
 	if err != nil {
-		c.log.Warn("cannot apply a work", "work", name, "err", err)
-		c.track.setFailure(name, gen, ReasonInvalidWork, err.Error())
-		c.m.applied.WithLabelValues("failed").Inc()
-		return nil
+		return nil, err
 	}
-	return &item{work: name, gen: gen, obj: obj, kind: kind}
+	return &item{work: name, gen: gen, obj: obj, kind: kind}, nil
+}
+
+// reportInvalid reports w (which build refused with err) as not applied.
+func (c *Client) reportInvalid(w *meridianv1.Work, err error) {
+	name, gen := w.GetMetadata().GetName(), w.GetMetadata().GetGeneration()
+	c.log.Warn("cannot apply a work", "work", name, "err", err)
+	c.track.setFailure(name, gen, ReasonInvalidWork, err.Error())
+	c.m.applied.WithLabelValues("failed").Inc()
 }
 
 // applyStats counts what a batch did, for the log.
@@ -171,12 +187,30 @@ func (c *Client) applySnapshot(ctx context.Context, works []*meridianv1.Work) (a
 	return stats, nil
 }
 
-// applyChanges applies changes in order.
+// applyParallelism bounds the objects applyChanges stores at once. Each
+// store write waits for a commit (an fsync); the store commits concurrent
+// writes together, so a failover that rescales hundreds of workloads in
+// one batch is stored in a few commits instead of one per workload.
+const applyParallelism = 16
+
+// applyChanges applies changes as if in order. Consecutive updates of
+// namespaced objects of one kind are independent of each other (no two
+// touch one object: the changes of one object stay in order, in one
+// goroutine) and are stored concurrently; anything else — a deletion, a
+// Namespace, a cluster-scoped object, a Work that cannot be applied, the
+// next kind — waits for what came before it, so that the effects of the
+// batch are those of applying it in order.
 func (c *Client) applyChanges(ctx context.Context, changes []*meridianv1.WorkChange) (applyStats, error) {
-	var stats applyStats
+	var (
+		stats applyStats
+		run   concurrentRun
+	)
 	for _, ch := range changes {
 		w := ch.GetWork()
 		if ch.GetDeleted() {
+			if err := run.flush(ctx, c, &stats); err != nil {
+				return stats, err
+			}
 			deleted, err := c.deleteWork(ctx, w)
 			if err != nil {
 				return stats, err
@@ -186,9 +220,24 @@ func (c *Client) applyChanges(ctx context.Context, changes []*meridianv1.WorkCha
 			}
 			continue
 		}
-		it := c.prepare(w)
-		if it == nil {
+		it, err := c.build(w)
+		if err != nil {
+			if ferr := run.flush(ctx, c, &stats); ferr != nil {
+				return stats, ferr
+			}
+			c.reportInvalid(w, err)
 			stats.failed++
+			continue
+		}
+		if run.accepts(it) {
+			run.add(it)
+			continue
+		}
+		if err := run.flush(ctx, c, &stats); err != nil {
+			return stats, err
+		}
+		if it.kind.Namespaced && it.kind != kindNamespace {
+			run.add(it)
 			continue
 		}
 		r, err := c.applyItem(ctx, it)
@@ -197,7 +246,90 @@ func (c *Client) applyChanges(ctx context.Context, changes []*meridianv1.WorkCha
 		}
 		stats.count(r)
 	}
-	return stats, nil
+	return stats, run.flush(ctx, c, &stats)
+}
+
+// concurrentRun is a run of consecutive changes of applyChanges that can
+// be stored concurrently: namespaced objects (not Namespaces) of one kind,
+// grouped by object so that the changes of one object stay in order.
+type concurrentRun struct {
+	kind   *resource.Kind
+	groups [][]*item               // in order of first appearance
+	byKey  map[resource.Key]int    // object → its group
+	byWork map[string]resource.Key // work → its object
+}
+
+// accepts reports whether it can join the run.
+func (r *concurrentRun) accepts(it *item) bool {
+	if r.kind == nil || it.kind != r.kind {
+		return false
+	}
+	// A Work that names another object than before is an ordering this
+	// run does not model: let it wait.
+	k, ok := r.byWork[it.work]
+	return !ok || k == it.key()
+}
+
+func (r *concurrentRun) add(it *item) {
+	if r.kind == nil {
+		r.kind = it.kind
+		r.byKey = map[resource.Key]int{}
+		r.byWork = map[string]resource.Key{}
+	}
+	k := it.key()
+	r.byWork[it.work] = k
+	if g, ok := r.byKey[k]; ok {
+		r.groups[g] = append(r.groups[g], it)
+		return
+	}
+	r.byKey[k] = len(r.groups)
+	r.groups = append(r.groups, []*item{it})
+}
+
+// flush stores the run (applyParallelism objects at a time), counts what
+// it did into stats, and empties it. On a failure it starts no more
+// objects and returns the failures, joined.
+func (r *concurrentRun) flush(ctx context.Context, c *Client, stats *applyStats) error {
+	groups := r.groups
+	*r = concurrentRun{}
+	if len(groups) == 0 {
+		return nil
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		errs   []error // guarded by mu
+		failed bool    // guarded by mu
+	)
+	sem := make(chan struct{}, applyParallelism)
+	for _, g := range groups {
+		mu.Lock()
+		stop := failed
+		mu.Unlock()
+		if stop {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, it := range g {
+				res, err := c.applyItem(ctx, it)
+				mu.Lock()
+				if err != nil {
+					errs, failed = append(errs, err), true
+				} else {
+					stats.count(res)
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // applyItem stores one Work's object. It returns the result for the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -194,9 +195,57 @@ func (s *session) sendLoopMsg(m *meridianv1.SyncRequest) (stop bool, err error) 
 	return false, nil
 }
 
+// Coalescing. The hub sends a batch of changes as soon as its watch has
+// any, and each batch the member applies ends in a persisted revision (an
+// fsync or two) and an ack. When Works change faster than that — a
+// failover rescales hundreds of workloads, and every status the hub writes
+// into a Work is an event that makes a batch, often an empty one — the
+// member applied and persisted one small batch at a time while the rest
+// queued behind it. So the stream is read ahead, and the batches of
+// changes already received are applied as one: in order, persisted and
+// acknowledged once, at the last one's revision (an ack covers every
+// revision up to it).
+const (
+	// recvAhead is how many messages are read ahead of the one applied.
+	recvAhead = 256
+	// maxCoalescedChanges bounds the changes applied as one batch.
+	maxCoalescedChanges = 2048
+)
+
+// recvResult is one result of the stream's Recv.
+type recvResult struct {
+	resp *meridianv1.SyncResponse
+	err  error
+}
+
+// readAhead receives from the stream into the returned channel until Recv
+// fails (that error is the last thing sent) or ctx ends. The goroutine it
+// starts ends then: the session cancels ctx as soon as recvLoop returns.
+func (s *session) readAhead(ctx context.Context) <-chan recvResult {
+	out := make(chan recvResult, recvAhead)
+	go func() {
+		for {
+			resp, err := s.stream.Recv()
+			if err == nil {
+				s.received.Store(true)
+			}
+			select {
+			case out <- recvResult{resp, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out
+}
+
 // recvLoop applies what the hub sends, in order: a snapshot once its last
-// chunk is in, each batch of changes as it comes; it persists the revision
-// and acknowledges it after each.
+// chunk is in, the batches of changes as they come (those already received
+// together, see Coalescing); it persists the revision and acknowledges it
+// after each.
 func (s *session) recvLoop(ctx context.Context) error {
 	c := s.c
 	var (
@@ -204,16 +253,33 @@ func (s *session) recvLoop(ctx context.Context) error {
 		snapHub string
 		snapRev int64
 		inSnap  bool
+		held    *recvResult // received while coalescing, not handled yet
 	)
-	for {
-		resp, err := s.stream.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return errors.New("the hub ended the sync stream")
+	in := s.readAhead(ctx)
+	recv := func() (*meridianv1.SyncResponse, error) {
+		var r recvResult
+		if held != nil {
+			r, held = *held, nil
+		} else {
+			select {
+			case r = <-in:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("sync stream: %w", ctx.Err())
 			}
-			return fmt.Errorf("sync stream: %w", err)
 		}
-		s.received.Store(true)
+		if r.err != nil {
+			if errors.Is(r.err, io.EOF) {
+				return nil, errors.New("the hub ended the sync stream")
+			}
+			return nil, fmt.Errorf("sync stream: %w", r.err)
+		}
+		return r.resp, nil
+	}
+	for {
+		resp, err := recv()
+		if err != nil {
+			return err
+		}
 		switch m := resp.GetMessage().(type) {
 		case *meridianv1.SyncResponse_Snapshot:
 			sn := m.Snapshot
@@ -241,14 +307,34 @@ func (s *session) recvLoop(ctx context.Context) error {
 			if inSnap {
 				return fmt.Errorf("protocol error: changes at revision %d within the snapshot at %d", m.Changes.GetRevision(), snapRev)
 			}
-			stats, err := c.applyChanges(ctx, m.Changes.GetChanges())
-			if err != nil {
-				return fmt.Errorf("failed to apply the changes up to revision %d: %w", m.Changes.GetRevision(), err)
+			changes, rev, batches := m.Changes.GetChanges(), m.Changes.GetRevision(), 1
+			// Take the batches of changes already here along; stop at
+			// anything else (handled next, in order).
+		coalesce:
+			for len(changes) < maxCoalescedChanges {
+				select {
+				case r := <-in:
+					next, ok := r.resp.GetMessage().(*meridianv1.SyncResponse_Changes)
+					if r.err != nil || !ok {
+						// Handled next: what came before it is applied
+						// first, as it would have been without coalescing.
+						held = &r
+						break coalesce
+					}
+					changes = append(slices.Clip(changes), next.Changes.GetChanges()...)
+					rev, batches = next.Changes.GetRevision(), batches+1
+				default:
+					break coalesce
+				}
 			}
-			if err := s.commit(syncState{HubID: c.synced().HubID, Revision: m.Changes.GetRevision()}); err != nil {
+			stats, err := c.applyChanges(ctx, changes)
+			if err != nil {
+				return fmt.Errorf("failed to apply the changes up to revision %d: %w", rev, err)
+			}
+			if err := s.commit(syncState{HubID: c.synced().HubID, Revision: rev}); err != nil {
 				return err
 			}
-			c.log.Debug("applied the hub's changes", "revision", m.Changes.GetRevision(), "changes", len(m.Changes.GetChanges()),
+			c.log.Debug("applied the hub's changes", "revision", rev, "batches", batches, "changes", len(changes),
 				"created", stats.created, "configured", stats.configured, "unchanged", stats.unchanged,
 				"deleted", stats.deleted, "failed", stats.failed)
 		case *meridianv1.SyncResponse_LeaseGrant:

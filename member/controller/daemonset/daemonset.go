@@ -80,6 +80,7 @@ func New(st storage.Interface, inf *controller.InformerSet, rec *controller.Reco
 		st: st, dss: inf.For(dsKind), pods: inf.For(podKind), nodes: inf.For(nodeKind),
 		rec: rec, log: log, exp: podutil.NewExpectations(0), now: time.Now,
 	}
+	controller.IndexControllers(c.pods)
 	c.ctrl = controller.New(Name, workers, c.sync, log)
 	c.dss.AddHandler(c.ctrl.Enqueue())
 	c.pods.AddHandler(podutil.DependentHandler(c.ctrl.Queue, dsKind.Kind, c.dss, func(o resource.Object) *meridianv1.LabelSelector {
@@ -143,15 +144,20 @@ type view struct {
 // sync brings one DaemonSet's pods in line with its spec and the nodes.
 func (c *Controller) sync(ctx context.Context, key string) error {
 	ns, name := controller.SplitKey(key)
-	nsPods := c.pods.List(ns, nil)
+	// The pods whose controller reference names this set, whatever its
+	// uid: what garbage collection looks at.
+	named, err := controller.ControlledByName(c.pods, ns, dsKind.Kind, name)
+	if err != nil {
+		return err
+	}
 	obj, ok := c.dss.Get(ns, name)
 	if !ok {
 		c.exp.Forget(key)
-		_, err := podutil.DeleteOrphaned(ctx, c.st, podKind, dsKind, ns, name, "", nsPods)
+		_, err := podutil.DeleteOrphaned(ctx, c.st, podKind, dsKind, ns, name, "", named)
 		return err
 	}
 	ds := obj.(*meridianv1.DaemonSet)
-	_, gcErr := podutil.DeleteOrphaned(ctx, c.st, podKind, dsKind, ns, name, ds.GetMetadata().GetUid(), nsPods)
+	_, gcErr := podutil.DeleteOrphaned(ctx, c.st, podKind, dsKind, ns, name, ds.GetMetadata().GetUid(), named)
 
 	sel, err := podutil.WorkloadSelector(ds.GetSpec().GetSelector(), ds.GetSpec().GetTemplate())
 	if err != nil {
@@ -160,7 +166,13 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 		return errors.Join(gcErr, c.updateStatus(ctx, &view{ds: ds, now: c.now()}))
 	}
-	owned, claimErr := podutil.Claim(ctx, c.st, podKind, ds, sel, nsPods, nil)
+	// Its own pods and the orphans it may adopt; pods of other
+	// controllers are none of its business.
+	candidates, err := controller.ClaimCandidates(c.pods, ns, ds.GetMetadata().GetUid())
+	if err != nil {
+		return errors.Join(gcErr, err)
+	}
+	owned, claimErr := podutil.Claim(ctx, c.st, podKind, ds, sel, candidates, nil)
 	v, err := c.newView(ds, owned)
 	if err != nil {
 		return errors.Join(gcErr, claimErr, err)

@@ -81,8 +81,12 @@ const (
 	ReasonSelectorInvalid = "SelectorInvalid"
 )
 
-// workers: Deployments are few and each sync is mostly cache reads.
-const workers = 2
+// workers sync different Deployments in parallel: a sync that scales
+// waits on two or three store writes (the ReplicaSet, an event, the
+// status), and the store commits concurrent writes together, so a failover
+// that scales hundreds of Deployments at once goes as fast as the workers
+// keep the store busy.
+const workers = 16
 
 var (
 	deployKind = resource.MustLookup("Deployment")
@@ -122,6 +126,8 @@ func New(st storage.Interface, inf *controller.InformerSet, rec *controller.Reco
 		now:  time.Now,
 	}
 	c.infos = []*controller.Informer{c.deps, c.rss, c.pods}
+	controller.IndexControllers(c.rss)
+	controller.IndexControllers(c.pods)
 	c.ctrl = controller.New(Name, workers, c.sync, log)
 	c.deps.AddHandler(c.ctrl.Enqueue())
 	c.rss.AddHandler(podutil.DependentHandler(c.ctrl.Queue, deployKind.Kind, c.deps, func(o resource.Object) *meridianv1.LabelSelector {
@@ -191,47 +197,57 @@ type state struct {
 	surge   int32 // resolved maxSurge (0 for Recreate)
 	unavail int32 // resolved maxUnavailable (0 for Recreate)
 
-	// The pods are read from podCache on first use (activePods,
-	// runningPods), not for every sync: a Deployment is queued on every
-	// pod event of its ReplicaSets, and only a rollout in progress needs
-	// its pods; walking every pod of the namespace each time made the
-	// controller's cost grow with the square of the pods.
-	podCache *controller.Informer
-	loaded   bool
-	pods     map[string][]*meridianv1.Pod // active pods by ReplicaSet uid
-	running  map[string]int               // pods not ended, terminating ones too, by ReplicaSet uid
+	// pods holds the pods of the owned ReplicaSets, read once per sync
+	// through the pod cache's controller index: a Deployment is queued on
+	// every pod event of its ReplicaSets, and walking every pod of the
+	// namespace each time made the controller's cost grow with the square
+	// of the pods.
+	pods map[string]rsPods // by ReplicaSet uid
+}
+
+// rsPods is what a sync knows of one ReplicaSet's pods.
+type rsPods struct {
+	active  []*meridianv1.Pod // active pods
+	running int               // pods not ended, terminating ones too
 }
 
 // activePods returns rs's active pods.
 func (s *state) activePods(rs *meridianv1.ReplicaSet) []*meridianv1.Pod {
-	s.loadPods()
-	return s.pods[rs.GetMetadata().GetUid()]
+	return s.pods[rs.GetMetadata().GetUid()].active
 }
 
 // runningPods counts rs's pods that have not ended, terminating ones too.
 func (s *state) runningPods(rs *meridianv1.ReplicaSet) int {
-	s.loadPods()
-	return s.running[rs.GetMetadata().GetUid()]
+	return s.pods[rs.GetMetadata().GetUid()].running
 }
 
-// loadPods sorts the namespace's pods by controlling ReplicaSet, once.
-func (s *state) loadPods() {
-	if s.loaded {
-		return
+// loadPods sorts the pods of s's ReplicaSets by ReplicaSet, from podCache.
+// A ReplicaSet this sync creates has none yet.
+func (s *state) loadPods(podCache *controller.Informer) error {
+	ns := s.d.GetMetadata().GetNamespace()
+	values := make([]string, len(s.rss))
+	for i, rs := range s.rss {
+		values[i] = controller.ControllerValue(ns, rs.GetMetadata().GetUid())
 	}
-	s.loaded = true
-	s.pods, s.running = map[string][]*meridianv1.Pod{}, map[string]int{}
-	for _, o := range s.podCache.List(s.d.GetMetadata().GetNamespace(), nil) {
+	objs, err := podCache.ByIndex(controller.IndexController, values...)
+	if err != nil {
+		return err
+	}
+	s.pods = make(map[string]rsPods, len(s.rss))
+	for _, o := range objs {
 		p := o.(*meridianv1.Pod)
 		ref := controller.ControllerOf(p)
 		if ref == nil || ref.GetKind() != rsKind.Kind || podutil.IsPodTerminal(p) {
 			continue
 		}
-		s.running[ref.GetUid()]++
+		got := s.pods[ref.GetUid()]
+		got.running++
 		if podutil.IsPodActive(p) {
-			s.pods[ref.GetUid()] = append(s.pods[ref.GetUid()], p)
+			got.active = append(got.active, p)
 		}
+		s.pods[ref.GetUid()] = got
 	}
+	return nil
 }
 
 // old returns the ReplicaSets other than newRS, oldest first.
@@ -312,15 +328,20 @@ func isRecreate(d *meridianv1.Deployment) bool {
 // it makes comes back as an event that queues the Deployment again.
 func (c *Controller) sync(ctx context.Context, key string) error {
 	ns, name := controller.SplitKey(key)
-	nsRSs := c.rss.List(ns, nil)
+	// The ReplicaSets whose controller reference names this Deployment,
+	// whatever its uid: what garbage collection looks at.
+	named, err := controller.ControlledByName(c.rss, ns, deployKind.Kind, name)
+	if err != nil {
+		return err
+	}
 	obj, ok := c.deps.Get(ns, name)
 	if !ok {
 		// Deleted: its ReplicaSets go with it, and their pods with them.
-		_, err := podutil.DeleteOrphaned(ctx, c.st, rsKind, deployKind, ns, name, "", nsRSs)
+		_, err := podutil.DeleteOrphaned(ctx, c.st, rsKind, deployKind, ns, name, "", named)
 		return err
 	}
 	d := obj.(*meridianv1.Deployment)
-	_, gcErr := podutil.DeleteOrphaned(ctx, c.st, rsKind, deployKind, ns, name, d.GetMetadata().GetUid(), nsRSs)
+	_, gcErr := podutil.DeleteOrphaned(ctx, c.st, rsKind, deployKind, ns, name, d.GetMetadata().GetUid(), named)
 
 	sel, err := podutil.WorkloadSelector(d.GetSpec().GetSelector(), d.GetSpec().GetTemplate())
 	if err != nil {
@@ -334,7 +355,12 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		want.ObservedGeneration = d.GetMetadata().GetGeneration()
 		return errors.Join(gcErr, c.writeStatus(ctx, d, want, ""))
 	}
-	owned, claimErr := podutil.Claim(ctx, c.st, rsKind, d, sel, nsRSs, nil)
+	// Its own ReplicaSets and the orphans it may adopt.
+	candidates, err := controller.ClaimCandidates(c.rss, ns, d.GetMetadata().GetUid())
+	if err != nil {
+		return errors.Join(gcErr, err)
+	}
+	owned, claimErr := podutil.Claim(ctx, c.st, rsKind, d, sel, candidates, nil)
 	s, err := c.newState(d, owned)
 	if err != nil {
 		return errors.Join(gcErr, claimErr, err)
@@ -352,7 +378,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 
 // newState gathers a sync's view of d.
 func (c *Controller) newState(d *meridianv1.Deployment, owned []resource.Object) (*state, error) {
-	s := &state{d: d, desired: desiredReplicas(d), now: c.now(), podCache: c.pods}
+	s := &state{d: d, desired: desiredReplicas(d), now: c.now()}
 	for _, o := range owned {
 		s.rss = append(s.rss, o.(*meridianv1.ReplicaSet))
 	}
@@ -376,6 +402,9 @@ func (c *Controller) newState(d *meridianv1.Deployment, owned []resource.Object)
 			return nil, fmt.Errorf("failed to resolve the rolling update bounds of %s: %w", d.GetMetadata().GetName(), err)
 		}
 		s.surge, s.unavail = int32(surge), int32(unavail)
+	}
+	if err := s.loadPods(c.pods); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -155,6 +155,7 @@ func New(st storage.Interface, set *controller.InformerSet, cfg Config) (*Contro
 		exp:    newExpectations(),
 		cfg:    cfg,
 	}
+	controller.IndexControllers(c.pods)
 	c.ctrl = controller.New("job", cfg.Workers, c.sync, cfg.Log)
 	c.jobs.AddHandler(c.ctrl.Enqueue())
 	c.pods.AddHandler(c.podHandler())
@@ -241,13 +242,17 @@ func (c *Controller) deletePods(ctx context.Context, owner resource.Object, key 
 // replaced by one with another uid than keepUID): deleting a Job deletes
 // its pods.
 func (c *Controller) deleteOrphans(ctx context.Context, key, ns, name, keepUID string) error {
+	named, err := controller.ControlledByName(c.pods, ns, jobKind.Kind, name)
+	if err != nil {
+		return err
+	}
 	var orphans []*meridianv1.Pod
-	for _, o := range c.pods.List(ns, nil) {
+	for _, o := range named {
 		ref := controller.ControllerOf(o)
 		if ref != nil && ref.GetKind() == jobKind.Kind && ref.GetName() == name && ref.GetUid() != keepUID {
 			orphans = append(orphans, o.(*meridianv1.Pod))
 		}
 	}
-	_, err := c.deletePods(ctx, nil, key, orphans)
+	_, err = c.deletePods(ctx, nil, key, orphans)
 	return err
 }

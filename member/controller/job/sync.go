@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
@@ -52,12 +51,16 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err := c.deleteOrphans(ctx, key, ns, name, job.GetMetadata().GetUid()); err != nil {
 		return err
 	}
-	r := &run{c: c, ctx: ctx, key: key, job: job, now: c.cfg.Clock.Now(), pods: classify(c.podsOf(job))}
+	pods, err := c.podsOf(job)
+	if err != nil {
+		return err
+	}
+	r := &run{c: c, ctx: ctx, key: key, job: job, now: c.cfg.Clock.Now(), pods: classify(pods)}
 	r.status = &meridianv1.JobStatus{}
 	if job.GetStatus() != nil {
 		r.status = proto.Clone(job.GetStatus()).(*meridianv1.JobStatus)
 	}
-	err := r.reconcile()
+	err = r.reconcile()
 	if werr := c.writeStatus(ctx, key, job, r.status); werr != nil {
 		return errors.Join(err, werr)
 	}
@@ -73,17 +76,21 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	return nil
 }
 
-// podsOf lists the pods job controls, from the cache.
-func (c *Controller) podsOf(job *meridianv1.Job) []*meridianv1.Pod {
+// podsOf lists the pods job controls and labels as its own, from the
+// cache's controller index.
+func (c *Controller) podsOf(job *meridianv1.Job) ([]*meridianv1.Pod, error) {
 	md := job.GetMetadata()
-	sel := labels.SelectorFromSet(labels.Set{LabelJobName: md.GetName()})
+	objs, err := c.pods.ByIndex(controller.IndexController, controller.ControllerValue(md.GetNamespace(), md.GetUid()))
+	if err != nil {
+		return nil, err
+	}
 	var out []*meridianv1.Pod
-	for _, o := range c.pods.List(md.GetNamespace(), sel) {
-		if controller.IsControlledBy(o, job) {
+	for _, o := range objs {
+		if v, ok := o.GetMetadata().GetLabels()[LabelJobName]; ok && v == md.GetName() && controller.IsControlledBy(o, job) {
 			out = append(out, o.(*meridianv1.Pod))
 		}
 	}
-	return out
+	return out, nil
 }
 
 // run is one sync of one Job: what it read and the status it builds.
@@ -454,7 +461,10 @@ func (c *Controller) expire(ctx context.Context, key string, job *meridianv1.Job
 		return nil
 	}
 	c.cfg.Log.Debug("deleted finished job after its TTL", "job", key)
-	pods := c.podsOf(job)
+	pods, err := c.podsOf(job)
+	if err != nil {
+		return err
+	}
 	sort.Slice(pods, func(i, j int) bool { return pods[i].GetMetadata().GetName() < pods[j].GetMetadata().GetName() })
 	_, err = c.deletePods(ctx, nil, key, pods)
 	return err

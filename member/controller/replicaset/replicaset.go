@@ -30,8 +30,8 @@ const Name = "replicaset-controller"
 const (
 	// workers sync different ReplicaSets in parallel: a Deployment's
 	// rollout touches two at once, and a sync spends most of its time
-	// waiting on store writes.
-	workers = 4
+	// waiting on store writes, which the store commits together.
+	workers = 16
 	// burstReplicas bounds the pods one sync creates or deletes, as in
 	// Kubernetes; the next sync does the rest.
 	burstReplicas = 500
@@ -86,6 +86,7 @@ func New(st storage.Interface, inf *controller.InformerSet, rec *controller.Reco
 		exp:  podutil.NewExpectations(0),
 		now:  time.Now,
 	}
+	controller.IndexControllers(c.pods)
 	c.ctrl = controller.New(Name, workers, c.sync, log)
 	c.rss.AddHandler(c.ctrl.Enqueue())
 	c.pods.AddHandler(podutil.DependentHandler(c.ctrl.Queue, rsKind.Kind, c.rss, selectorOf, c.observe))
@@ -120,17 +121,22 @@ func (c *Controller) event(ctx context.Context, obj resource.Object, typ, reason
 // triggered: it looks at the whole state of the key every time.
 func (c *Controller) sync(ctx context.Context, key string) error {
 	ns, name := controller.SplitKey(key)
-	nsPods := c.pods.List(ns, nil)
+	// The pods whose controller reference names this ReplicaSet, whatever
+	// its uid: what garbage collection looks at.
+	named, err := controller.ControlledByName(c.pods, ns, rsKind.Kind, name)
+	if err != nil {
+		return err
+	}
 	obj, ok := c.rss.Get(ns, name)
 	if !ok {
 		// Deleted: its pods go with it.
 		c.exp.Forget(key)
-		_, err := podutil.DeleteOrphaned(ctx, c.st, podKind, rsKind, ns, name, "", nsPods)
+		_, err := podutil.DeleteOrphaned(ctx, c.st, podKind, rsKind, ns, name, "", named)
 		return err
 	}
 	rs := obj.(*meridianv1.ReplicaSet)
 	// Pods left by an earlier ReplicaSet of the same name.
-	_, gcErr := podutil.DeleteOrphaned(ctx, c.st, podKind, rsKind, ns, name, rs.GetMetadata().GetUid(), nsPods)
+	_, gcErr := podutil.DeleteOrphaned(ctx, c.st, podKind, rsKind, ns, name, rs.GetMetadata().GetUid(), named)
 
 	sel, err := podutil.WorkloadSelector(rs.GetSpec().GetSelector(), rs.GetSpec().GetTemplate())
 	if err != nil {
@@ -140,7 +146,13 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 		return errors.Join(gcErr, c.updateStatus(ctx, rs, nil, nil))
 	}
-	owned, claimErr := podutil.Claim(ctx, c.st, podKind, rs, sel, nsPods, nil)
+	// Its own pods and the orphans it may adopt; pods of other
+	// controllers are none of its business.
+	candidates, err := controller.ClaimCandidates(c.pods, ns, rs.GetMetadata().GetUid())
+	if err != nil {
+		return errors.Join(gcErr, err)
+	}
+	owned, claimErr := podutil.Claim(ctx, c.st, podKind, rs, sel, candidates, nil)
 	var active, ended []*meridianv1.Pod
 	for _, o := range owned {
 		switch p := o.(*meridianv1.Pod); {

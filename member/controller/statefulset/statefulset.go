@@ -91,6 +91,7 @@ func New(st storage.Interface, inf *controller.InformerSet, rec *controller.Reco
 		log = slog.Default()
 	}
 	c := &Controller{st: st, sets: inf.For(stsKind), pods: inf.For(podKind), rec: rec, log: log, now: time.Now}
+	controller.IndexControllers(c.pods)
 	c.ctrl = controller.New(Name, workers, c.sync, log)
 	c.sets.AddHandler(c.ctrl.Enqueue())
 	c.pods.AddHandler(podutil.DependentHandler(c.ctrl.Queue, stsKind.Kind, c.sets, func(o resource.Object) *meridianv1.LabelSelector {
@@ -155,14 +156,19 @@ func (v *view) healthy(p *meridianv1.Pod) bool {
 // triggered; every step it takes comes back as a pod event.
 func (c *Controller) sync(ctx context.Context, key string) error {
 	ns, name := controller.SplitKey(key)
-	nsPods := c.pods.List(ns, nil)
+	// The pods whose controller reference names this set, whatever its
+	// uid: what garbage collection looks at.
+	named, err := controller.ControlledByName(c.pods, ns, stsKind.Kind, name)
+	if err != nil {
+		return err
+	}
 	obj, ok := c.sets.Get(ns, name)
 	if !ok {
-		_, err := podutil.DeleteOrphaned(ctx, c.st, podKind, stsKind, ns, name, "", nsPods)
+		_, err := podutil.DeleteOrphaned(ctx, c.st, podKind, stsKind, ns, name, "", named)
 		return err
 	}
 	set := obj.(*meridianv1.StatefulSet)
-	_, gcErr := podutil.DeleteOrphaned(ctx, c.st, podKind, stsKind, ns, name, set.GetMetadata().GetUid(), nsPods)
+	_, gcErr := podutil.DeleteOrphaned(ctx, c.st, podKind, stsKind, ns, name, set.GetMetadata().GetUid(), named)
 
 	sel, err := podutil.WorkloadSelector(set.GetSpec().GetSelector(), set.GetSpec().GetTemplate())
 	if err != nil {
@@ -172,7 +178,13 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return errors.Join(gcErr, c.updateStatus(ctx, &view{set: set, now: c.now()}))
 	}
 	// Only pods named as members of the set are adopted.
-	owned, claimErr := podutil.Claim(ctx, c.st, podKind, set, sel, nsPods, func(o resource.Object) bool {
+	// Its own pods and the orphans it may adopt; pods of other
+	// controllers are none of its business.
+	candidates, err := controller.ClaimCandidates(c.pods, ns, set.GetMetadata().GetUid())
+	if err != nil {
+		return errors.Join(gcErr, err)
+	}
+	owned, claimErr := podutil.Claim(ctx, c.st, podKind, set, sel, candidates, func(o resource.Object) bool {
 		_, ok := Ordinal(name, o.GetMetadata().GetName())
 		return ok
 	})
