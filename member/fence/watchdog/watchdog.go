@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/meridian-fed/meridian/member/runtime/procstat"
 )
 
 // The environment of a watchdog process (see Spawn): a process started with
@@ -179,7 +179,7 @@ func killGroup(g Group) (bool, error) {
 		return false, fmt.Errorf("refusing process group %d", g.PGID)
 	}
 	if g.Start != 0 {
-		if st, err := readStat(g.PGID); err == nil && st.state != 'Z' && st.start != g.Start {
+		if st, err := procstat.Read(g.PGID); err == nil && !st.Zombie() && st.StartTime != g.Start {
 			return false, nil
 		}
 	}
@@ -192,46 +192,12 @@ func killGroup(g Group) (bool, error) {
 	return true, nil
 }
 
-// procStat is what the watchdog reads of /proc/PID/stat.
-type procStat struct {
-	state byte
-	pgrp  int
-	start uint64
-}
-
-// readStat parses /proc/PID/stat, counting fields from the last ')' (the
-// command name may hold spaces and parentheses).
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	pgrp, err := strconv.Atoi(f[2])
-	if err != nil {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat: %w", pid, err)
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat: %w", pid, err)
-	}
-	return procStat{state: f[0][0], pgrp: pgrp, start: start}, nil
-}
-
 // StartTime is process pid's start time in clock ticks since boot, as
 // Group.Start wants it.
 func StartTime(pid int) (uint64, error) {
-	st, err := readStat(pid)
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return 0, err
 	}
-	return st.start, nil
+	return st.StartTime, nil
 }

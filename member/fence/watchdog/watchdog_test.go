@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meridian-fed/meridian/member/runtime/procstat"
 )
 
 // envTestParent makes the test binary a stand-in agent: it spawns a
@@ -126,8 +128,8 @@ func (b *syncBuffer) String() string {
 }
 
 func alive(pid int) bool {
-	st, err := readStat(pid)
-	return err == nil && st.state != 'Z'
+	st, err := procstat.Read(pid)
+	return err == nil && !st.Zombie()
 }
 
 func TestStateRoundTrip(t *testing.T) {
@@ -361,7 +363,7 @@ func TestWatchdogExitsWithParent(t *testing.T) {
 		t.Fatalf("watchdog PID %q", line)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(wd, syscall.SIGKILL) })
-	if st, err := readStat(wd); err != nil || st.pgrp == agent.Process.Pid {
+	if st, err := procstat.Read(wd); err != nil || st.Pgrp == agent.Process.Pid {
 		t.Fatalf("the watchdog should run in its own process group: %+v %v", st, err)
 	}
 	if !alive(proc.Process.Pid) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meridian-fed/meridian/member/runtime"
+	"github.com/meridian-fed/meridian/member/runtime/procstat"
 )
 
 // runResult is how one run of a container ended.
@@ -99,8 +100,8 @@ func (d *Driver) runOnce(p *pod, c *container, restarts int32) runResult {
 	pid := cmd.Process.Pid
 	if d.cfg.Fence != nil {
 		var start uint64
-		if st, err := readProcStat(pid); err == nil {
-			start = st.startTime
+		if st, err := procstat.Read(pid); err == nil {
+			start = st.StartTime
 		}
 		d.cfg.Fence.Started(ref, c.spec.GetName(), pid, start)
 	}

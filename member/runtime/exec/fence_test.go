@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meridian-fed/meridian/member/runtime"
+	"github.com/meridian-fed/meridian/member/runtime/procstat"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
@@ -69,12 +70,12 @@ func TestFenceHook(t *testing.T) {
 	st := waitStatus(t, d, req.UID, 10*time.Second, "running", running)
 	pid := int(st.GetContainerStatuses()[0].GetPid())
 	_, live := hook.snapshot()
-	ps, err := readProcStat(pid)
+	ps, err := procstat.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if start, ok := live[pid]; !ok || start != ps.startTime || ps.pgrp != pid {
-		t.Fatalf("hook saw %v; the process is pid %d, group %d, start %d", live, pid, ps.pgrp, ps.startTime)
+	if start, ok := live[pid]; !ok || start != ps.StartTime || ps.Pgrp != pid {
+		t.Fatalf("hook saw %v; the process is pid %d, group %d, start %d", live, pid, ps.Pgrp, ps.StartTime)
 	}
 	if err := d.Stop(context.Background(), req.UID, time.Second); err != nil {
 		t.Fatal(err)

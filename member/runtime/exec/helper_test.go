@@ -20,6 +20,7 @@ import (
 
 	"github.com/meridian-fed/meridian/member/runtime"
 	"github.com/meridian-fed/meridian/member/runtime/ipam"
+	"github.com/meridian-fed/meridian/member/runtime/procstat"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
@@ -324,8 +325,8 @@ func processAlive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil {
 		return false
 	}
-	st, err := readProcStat(pid)
-	return err == nil && st.state != 'Z'
+	st, err := procstat.Read(pid)
+	return err == nil && !st.Zombie()
 }
 
 // httpGet fetches a URL with a short timeout.

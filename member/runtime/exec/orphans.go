@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/meridian-fed/meridian/member/runtime/procstat"
 )
 
 // A pid file, <pod dir>/<container>.pid, holds one line,
@@ -36,12 +38,12 @@ type Orphan struct {
 
 // writePIDFile records pid and its start time at path.
 func writePIDFile(path string, pid int) error {
-	st, err := readProcStat(pid)
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return fmt.Errorf("failed to read start time of %d: %w", pid, err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%spid=%d start=%d\n", pidFilePrefix, pid, st.startTime), 0o644); err != nil {
+	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%spid=%d start=%d\n", pidFilePrefix, pid, st.StartTime), 0o644); err != nil {
 		return fmt.Errorf("failed to write pid file: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -65,42 +67,6 @@ func readPIDFile(path string) (pid int, start uint64, err error) {
 	return pid, start, nil
 }
 
-// procStat is what the driver reads of /proc/PID/stat.
-type procStat struct {
-	pid       int
-	state     byte
-	pgrp      int
-	startTime uint64
-}
-
-// readProcStat parses /proc/PID/stat. The command name (field 2) may hold
-// spaces and parentheses, so fields are counted from the last ')'.
-func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state), f[2] field 5 (pgrp), f[19] field 22 (starttime).
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	pgrp, err := strconv.Atoi(f[2])
-	if err != nil {
-		return procStat{}, fmt.Errorf("malformed pgrp in /proc/%d/stat: %w", pid, err)
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("malformed starttime in /proc/%d/stat: %w", pid, err)
-	}
-	return procStat{pid: pid, state: f[0][0], pgrp: pgrp, startTime: start}, nil
-}
-
 // groupMembers lists the live (not zombie) processes of process group pgid
 // that started no earlier than since.
 func groupMembers(pgid int, since uint64) ([]int, error) {
@@ -114,8 +80,8 @@ func groupMembers(pgid int, since uint64) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		st, err := readProcStat(pid)
-		if err != nil || st.pgrp != pgid || st.state == 'Z' || st.startTime < since {
+		st, err := procstat.Read(pid)
+		if err != nil || st.Pgrp != pgid || st.Zombie() || st.StartTime < since {
 			continue
 		}
 		pids = append(pids, pid)
@@ -182,9 +148,9 @@ func (d *Driver) CleanupOrphans() ([]Orphan, error) {
 // killRecordedGroup kills what is left of the process group a pid file
 // recorded, and reports whether it found anything to kill.
 func killRecordedGroup(pid int, start uint64) (bool, error) {
-	st, err := readProcStat(pid)
-	if err == nil && st.state != 'Z' {
-		if st.startTime != start {
+	st, err := procstat.Read(pid)
+	if err == nil && !st.Zombie() {
+		if st.StartTime != start {
 			return false, nil // the PID belongs to another process now
 		}
 		if err := signalGroup(pid, syscall.SIGKILL); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridian-fed/meridian/member/runtime/procstat"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
@@ -77,12 +78,12 @@ func TestCleanupOrphans(t *testing.T) {
 	// A pid file whose PID now belongs to an unrelated process: the start
 	// time does not match.
 	bystander := startPrevious(t, filepath.Join(pods, "old-reused"), "sleep")
-	st, err := readProcStat(bystander.Process.Pid)
+	st, err := procstat.Read(bystander.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(pods, "old-reused", "main.pid"),
-		fmt.Appendf(nil, "%spid=%d start=%d\n", pidFilePrefix, bystander.Process.Pid, st.startTime+1), 0o644); err != nil {
+		fmt.Appendf(nil, "%spid=%d start=%d\n", pidFilePrefix, bystander.Process.Pid, st.StartTime+1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -209,14 +210,14 @@ func TestAgentKilledThenRestarted(t *testing.T) {
 }
 
 func TestReadProcStat(t *testing.T) {
-	st, err := readProcStat(os.Getpid())
+	st, err := procstat.Read(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.pid != os.Getpid() || st.startTime == 0 || st.state == 'Z' {
-		t.Errorf("readProcStat(self) = %+v", st)
+	if st.PID != os.Getpid() || st.StartTime == 0 || st.Zombie() {
+		t.Errorf("procstat.Read(self) = %+v", st)
 	}
-	if _, err := readProcStat(1 << 30); !errors.Is(err, os.ErrNotExist) {
+	if _, err := procstat.Read(1 << 30); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("readProcStat of no process: err = %v", err)
 	}
 }
