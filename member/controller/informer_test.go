@@ -297,7 +297,9 @@ func TestInformerRelistsAfterCompaction(t *testing.T) {
 	run(t, inf)
 
 	// Cut the informer off, change things, and compact away the history it
-	// would need to catch up from its revision.
+	// would need to catch up from its revision. Its first watch must have
+	// started: one started after hold waits at the gate, and never fails.
+	waitFor(t, "the informer's first watch", func() bool { _, f := fs.counts(); return len(f) >= 1 })
 	fs.hold()
 	waitFor(t, "the informer to retry its watch", func() bool { _, f := fs.counts(); return len(f) >= 2 })
 	e.put(t, "demo", "a", "2", nil)
