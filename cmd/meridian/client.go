@@ -283,6 +283,18 @@ func (cf *clientFlags) dialCluster(t target) (*client, error) {
 func (c *client) Close() error { return c.conn.Close() }
 
 // call returns a context bounded by the request timeout.
+// connect dials the server and returns the client and a context for one
+// call under the client's timeout; done cancels the context and closes the
+// connection.
+func (cf *clientFlags) connect(parent context.Context) (c *client, ctx context.Context, done func(), err error) {
+	c, err = cf.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := c.call(parent)
+	return c, ctx, func() { cancel(); c.Close() }, nil
+}
+
 func (c *client) call(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, c.timeout)
 }

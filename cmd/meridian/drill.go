@@ -310,13 +310,11 @@ func newDrillListCommand(cf *clientFlags) *cobra.Command {
 		Short: "List drills and their verdicts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			objs, _, err := adminStore{c}.List(ctx, drillKind, "", nil)
 			if err != nil {
 				return fmt.Errorf("failed to list drills: %w", err)
@@ -378,13 +376,11 @@ func newDrillAbortCommand(cf *clientFlags) *cobra.Command {
 		Short: "Stop a drill and restore the state before it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			_, err = adminStore{c}.Update(ctx, drillKind, "", args[0], func(o resource.Object) error {
 				d := o.(*meridianv1.Drill)
 				if drill.Ended(d.GetStatus().GetPhase()) {
@@ -410,13 +406,11 @@ func newDrillReportCommand(cf *clientFlags) *cobra.Command {
 		Example: "  meridian drill report dc-a1-test -o html > dc-a1-test.html",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			d, err := getDrill(ctx, c, args[0])
 			if err != nil {
 				return err
@@ -452,13 +446,11 @@ func createDrill(ctx context.Context, c *client, d *meridianv1.Drill) error {
 func newDrillOperatorTokenCommand(cf *clientFlags) *cobra.Command {
 	var ttl time.Duration
 	mint := func(cmd *cobra.Command, args []string) error {
-		c, err := cf.dial()
+		c, ctx, done, err := cf.connect(cmd.Context())
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		ctx, cancel := c.call(cmd.Context())
-		defer cancel()
+		defer done()
 		resp, err := meridianv1.NewDrillServiceClient(c.conn).CreateOperatorToken(ctx,
 			&meridianv1.CreateOperatorTokenRequest{Name: args[0], TtlSeconds: int64(ttl / time.Second)})
 		if err != nil {
@@ -499,13 +491,11 @@ is refused as Unauthenticated. "operator-token create NAME" is the same as
 		Short: "List drill-operator tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := meridianv1.NewDrillServiceClient(c.conn).ListOperatorTokens(ctx, &meridianv1.ListOperatorTokensRequest{})
 			if err != nil {
 				return c.explain(err)
@@ -514,13 +504,7 @@ is refused as Unauthenticated. "operator-token create NAME" is the same as
 			fmt.Fprintln(tw, "NAME\tID\tIDENTITY\tEXPIRES")
 			now := time.Now()
 			for _, t := range resp.GetTokens() {
-				exp := "never"
-				if t.GetExpires() != nil {
-					exp = "in " + shortDuration(t.GetExpires().AsTime().Sub(now))
-					if t.GetExpires().AsTime().Before(now) {
-						exp = "expired"
-					}
-				}
+				exp := expiry(t.GetExpires(), now)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.GetName(), t.GetId(), t.GetIdentity(), exp)
 			}
 			return tw.Flush()
@@ -541,13 +525,11 @@ is refused as Unauthenticated. "operator-token create NAME" is the same as
 			default:
 				return fmt.Errorf("give the operator's NAME or --id ID (one of them)")
 			}
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := meridianv1.NewDrillServiceClient(c.conn).RevokeOperatorToken(ctx, req)
 			if err != nil {
 				return c.explain(err)

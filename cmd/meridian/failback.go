@@ -33,13 +33,11 @@ the stabilization window. The hub moves the replicas back one step at a time
 			if (len(args) == 1) == (cluster != "") {
 				return errors.New("give either KIND/NAME or --cluster CLUSTER")
 			}
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			st := adminStore{c}
 			var keys [][2]string // namespace, binding name
 			if len(args) == 1 {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meridian-fed/meridian/proto/meridian/gossip"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
@@ -29,13 +30,11 @@ func newTokenCommand(cf *clientFlags) *cobra.Command {
 			if ttl < 0 {
 				return errors.New("--ttl: must not be negative")
 			}
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := meridianv1.NewFederationServiceClient(c.conn).CreateJoinToken(ctx, &meridianv1.CreateJoinTokenRequest{
 				TtlSeconds: int64(ttl / time.Second), Cluster: cluster, SingleUse: singleUse, Description: description,
 			})
@@ -63,13 +62,11 @@ func newTokenCommand(cf *clientFlags) *cobra.Command {
 		Short: "List join tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := meridianv1.NewFederationServiceClient(c.conn).ListJoinTokens(ctx, &meridianv1.ListJoinTokensRequest{})
 			if err != nil {
 				return c.explain(err)
@@ -78,10 +75,7 @@ func newTokenCommand(cf *clientFlags) *cobra.Command {
 			fmt.Fprintln(tw, "ID\tEXPIRES\tCLUSTER\tSINGLE-USE\tUSED\tDESCRIPTION")
 			now := time.Now()
 			for _, t := range resp.GetTokens() {
-				exp := "in " + shortDuration(t.GetExpires().AsTime().Sub(now))
-				if t.GetExpires().AsTime().Before(now) {
-					exp = "expired"
-				}
+				exp := expiry(t.GetExpires(), now)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%t\t%s\n", t.GetId(), exp, orNone(t.GetCluster()), t.GetSingleUse(), t.GetUsed(), t.GetDescription())
 			}
 			return tw.Flush()
@@ -92,13 +86,11 @@ func newTokenCommand(cf *clientFlags) *cobra.Command {
 		Short: "End a join token before it expires",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			id, _, _ := strings.Cut(args[0], ".") // accept the whole token too
 			if _, err := meridianv1.NewFederationServiceClient(c.conn).RevokeJoinToken(ctx, &meridianv1.RevokeJoinTokenRequest{Id: id}); err != nil {
 				return c.explain(err)
@@ -276,4 +268,16 @@ func newGossipCommand() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// expiry says when a token expires, seen from now: "in 23h", "expired",
+// or "never" for none.
+func expiry(ts *timestamppb.Timestamp, now time.Time) string {
+	switch {
+	case ts == nil:
+		return "never"
+	case ts.AsTime().Before(now):
+		return "expired"
+	}
+	return "in " + shortDuration(ts.AsTime().Sub(now))
 }

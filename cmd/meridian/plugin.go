@@ -26,13 +26,11 @@ func newPluginCommand(cf *clientFlags) *cobra.Command {
 			if out != "" && out != "wide" {
 				return fmt.Errorf("--output: %q is not wide", out)
 			}
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			resp, err := meridianv1.NewPlacementServiceClient(c.conn).ListPlugins(ctx, &meridianv1.ListPluginsRequest{})
 			if err != nil {
 				return c.explain(err)

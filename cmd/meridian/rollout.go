@@ -28,13 +28,11 @@ func newRolloutCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			_, err = deployment.Rollback(ctx, adminStore{c}, c.namespace, name, toRevision)
 			switch {
 			case errors.Is(err, deployment.ErrUnchanged):
@@ -62,13 +60,11 @@ func newRolloutCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := cf.dial()
+			c, ctx, done, err := cf.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := c.call(cmd.Context())
-			defer cancel()
+			defer done()
 			revs, err := deployment.History(ctx, adminStore{c}, c.namespace, name)
 			if err != nil {
 				return err
