@@ -124,11 +124,34 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	return &harness{t: t, st: st, ctx: ctx, s: startScheduler(t, st, cfg)}
 }
 
+// create stores obj; a Node, with its status, and waits until the
+// scheduler's cache has that last write: a test that then counts what the
+// scheduler decided must not count decisions made before it knew the node.
 func (h *harness) create(obj resource.Object) {
 	h.t.Helper()
 	if err := createWithStatus(h.ctx, h.st, obj); err != nil {
 		h.t.Fatal(err)
 	}
+	if _, ok := obj.(*meridianv1.Node); !ok {
+		return
+	}
+	name := obj.GetMetadata().GetName()
+	o, err := h.st.Get(h.ctx, nodeKind, "", name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	want := o.GetMetadata().GetResourceVersion()
+	waitFor(h.t, "the scheduler's cache to have node "+name, func() (bool, string) {
+		c := h.s.Cache()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := c.nodes[name]
+		if n == nil || n.Node == nil {
+			return false, "not in the cache"
+		}
+		got := n.Node.GetMetadata().GetResourceVersion()
+		return got == want, "resourceVersion " + got + ", want " + want
+	})
 }
 
 // createWithStatus creates obj and then writes its status, as a node agent
