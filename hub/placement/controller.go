@@ -514,8 +514,20 @@ func (c *Controller) write(ctx context.Context, old, next *meridianv1.ResourceBi
 		if !errors.Is(err, storage.ErrAlreadyExists) {
 			return false, fmt.Errorf("failed to create binding %s/%s: %w", ns, name, err)
 		}
-		// A stale binding of an earlier object of that name: replace it.
-		if _, err := c.cfg.Store.Delete(ctx, bindingKind, ns, name, ""); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		// Either a binding of this object that the cache has not caught up
+		// with yet (made by an earlier sync a moment ago, or by another
+		// writer), which must be kept: it may carry failover records and a
+		// singleton's fencing epoch, and deleting it would stop the
+		// workload's copies; or a stale binding of an earlier object of
+		// that name, which is replaced. The store says which.
+		cur, err := c.cfg.Store.Get(ctx, bindingKind, ns, name)
+		if err != nil {
+			return false, fmt.Errorf("failed to read binding %s/%s: %w", ns, name, err)
+		}
+		if cur.(*meridianv1.ResourceBinding).GetSpec().GetResource().GetUid() == next.GetSpec().GetResource().GetUid() {
+			return false, fmt.Errorf("binding %s/%s exists but is not in the cache yet: retried", ns, name)
+		}
+		if _, err := c.cfg.Store.Delete(ctx, bindingKind, ns, name, cur.GetMetadata().GetResourceVersion()); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return false, fmt.Errorf("failed to replace binding %s/%s: %w", ns, name, err)
 		}
 		return false, fmt.Errorf("binding %s/%s was stale: replaced on the next sync", ns, name)
