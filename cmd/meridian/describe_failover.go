@@ -7,16 +7,22 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/meridian-fed/meridian/hub/placement"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
 // describeFailover prints what failover keeps in a binding: the copies
 // being evicted, the clusters failed over from (failback brings replicas
-// back to them), the fencing epoch, and the history of moves.
+// back to them), the fencing epoch, a singleton's move under way, and the
+// history of moves.
 func describeFailover(w io.Writer, b *meridianv1.ResourceBinding, now time.Time) {
 	spec := b.GetSpec()
 	if e := spec.GetFencingEpoch(); e > 0 {
 		fmt.Fprintf(w, "  %-12s%d\n", "Fencing:", e)
+	}
+	if pl := spec.GetPlannedClusters(); len(pl) > 0 {
+		fmt.Fprintf(w, "  %-12s%s (a singleton: it starts there once its copy on %s has stopped)\n", "Moving to:",
+			targetList(pl), strings.Join(placement.Leaves(spec.GetClusters(), pl), ", "))
 	}
 	// One tabwriter per table: their columns are unrelated.
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)

@@ -93,9 +93,11 @@ func TestDescribeFailover(t *testing.T) {
 	ago := timestamppb.New(now.Add(-5 * time.Second))
 	b := &meridianv1.ResourceBinding{
 		Spec: &meridianv1.ResourceBindingSpec{
-			Evicting:     []*meridianv1.GracefulEviction{{Cluster: "dc-a1", Replicas: 2, Since: ago, Reason: "Unreachable"}},
-			FailedOver:   []*meridianv1.FailedOver{{Cluster: "dc-a1", Replicas: 2, Time: ago}},
-			FencingEpoch: 3,
+			Evicting:        []*meridianv1.GracefulEviction{{Cluster: "dc-a1", Replicas: 2, Since: ago, Reason: "Unreachable"}},
+			FailedOver:      []*meridianv1.FailedOver{{Cluster: "dc-a1", Replicas: 2, Time: ago}},
+			FencingEpoch:    3,
+			Clusters:        []*meridianv1.TargetCluster{{Name: "dc-a1", Replicas: 1}},
+			PlannedClusters: []*meridianv1.TargetCluster{{Name: "dc-b1", Replicas: 1}},
 		},
 		Status: &meridianv1.ResourceBindingStatus{History: []*meridianv1.PlacementMove{{
 			Time: ago, Type: "Failover", Reason: "moved 2 replicas from dc-a1 (Unreachable for 5s) to dc-a2 (2)",
@@ -107,7 +109,8 @@ func TestDescribeFailover(t *testing.T) {
 	describeFailover(&buf, b, now)
 	out := buf.String()
 	for _, want := range []string{`Fencing:\s+3`, `EVICTING\s+REPLICAS\s+SINCE\s+REASON`, `dc-a1\s+2\s+5s ago\s+Unreachable`,
-		`FAILED OVER\s+REPLICAS\s+AGE\n\s+dc-a1\s+2\s+5s`, `Failover\s+5s\s+dc-a1=2,dc-a2=2\s+dc-a2=4\s+moved 2 replicas from dc-a1`} {
+		`FAILED OVER\s+REPLICAS\s+AGE\n\s+dc-a1\s+2\s+5s`, `Failover\s+5s\s+dc-a1=2,dc-a2=2\s+dc-a2=4\s+moved 2 replicas from dc-a1`,
+		`Moving to:\s+dc-b1=1 \(a singleton: it starts there once its copy on dc-a1 has stopped\)`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("describe lacks %q:\n%s", want, out)
 		}

@@ -57,6 +57,9 @@ func (c *Controller) failback(ctx context.Context, w *workload, now time.Time) (
 		back = cl
 		break
 	}
+	if len(spec.GetPlannedClusters()) > 0 {
+		return false, nil // a policy change is moving it (planned.go)
+	}
 	if back == "" {
 		if requested && !c.anyPending(w, only) {
 			return true, c.clearRequest(ctx, w)
@@ -113,10 +116,10 @@ func (c *Controller) failback(ctx context.Context, w *workload, now time.Time) (
 	// written only once Release says the member stopped its copy, with the
 	// epoch it returns (fence.go).
 	epoch := spec.GetFencingEpoch()
-	fenced := singleton && len(left(from, to)) > 0
+	fenced := singleton && len(placement.Leaves(from, to)) > 0
 	if fenced {
 		var wait time.Duration
-		epoch, wait, _, err = c.release(ctx, w, left(from, to), true, now, now)
+		epoch, wait, _, err = c.release(ctx, w, placement.Leaves(from, to), true, now, now)
 		if errors.Is(err, errNoRevoker) {
 			c.log.Warn("failback held", "workload", w.ID(), "cluster", back, "why", err)
 			c.requeue(w.key, retryBlocked)
@@ -164,17 +167,6 @@ func (c *Controller) failback(ctx context.Context, w *workload, now time.Time) (
 		c.event(ctx, w.obj, controller.EventNormal, ReasonFailbackStep, "%s", reason)
 	}
 	return true, nil
-}
-
-// left is the clusters of from that to no longer targets.
-func left(from, to []*meridianv1.TargetCluster) []string {
-	var out []string
-	for _, t := range from {
-		if _, in := replicasOn(to, t.GetName()); !in {
-			out = append(out, t.GetName())
-		}
-	}
-	return out
 }
 
 // anyPending reports whether a failback request still has a failedOver

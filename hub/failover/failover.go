@@ -304,6 +304,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if done, err := c.failover(ctx, w, now); done || err != nil {
 		return err
 	}
+	if done, err := c.plannedMove(ctx, w, now); done || err != nil {
+		return err
+	}
 	if done, err := c.failback(ctx, w, now); done || err != nil {
 		return err
 	}

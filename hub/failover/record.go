@@ -20,6 +20,8 @@ import (
 const (
 	MoveFailover = "Failover"
 	MoveFailback = "Failback"
+	// MovePlacement is a singleton moved by a policy change (planned.go).
+	MovePlacement = "Placement"
 )
 
 // errMoved is returned by a write whose binding changed since the cache

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -366,6 +367,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	case changed && !sameTargets(old, next):
 		c.metrics.placements.WithLabelValues("scheduled").Inc()
 		c.event(ctx, obj, controller.EventNormal, ReasonScheduled, "Placed on %s", describeTargets(next.GetSpec().GetClusters(), snap.Duplicated()))
+	case changed && len(next.GetSpec().GetPlannedClusters()) > 0 && !samePlanned(old, next):
+		c.metrics.placements.WithLabelValues("scheduled").Inc()
+		c.event(ctx, obj, controller.EventNormal, ReasonScheduled, "Moving to %s: the singleton's copy on %s stops first (fencing)",
+			describeTargets(next.GetSpec().GetPlannedClusters(), false), strings.Join(Leaves(next.GetSpec().GetClusters(), next.GetSpec().GetPlannedClusters()), ", "))
 	default:
 		c.metrics.placements.WithLabelValues("unchanged").Inc()
 	}
@@ -384,6 +389,10 @@ func sameTargets(old, next *meridianv1.ResourceBinding) bool {
 		return false
 	}
 	return proto.Equal(&meridianv1.ResourceBindingSpec{Clusters: old.GetSpec().GetClusters()}, &meridianv1.ResourceBindingSpec{Clusters: next.GetSpec().GetClusters()})
+}
+
+func samePlanned(old, next *meridianv1.ResourceBinding) bool {
+	return proto.Equal(&meridianv1.ResourceBindingSpec{Clusters: old.GetSpec().GetPlannedClusters()}, &meridianv1.ResourceBindingSpec{Clusters: next.GetSpec().GetPlannedClusters()})
 }
 
 func describeTargets(ts []*meridianv1.TargetCluster, duplicated bool) string {
@@ -444,8 +453,38 @@ func (c *Controller) binding(obj resource.Object, k *resource.Kind, w *framework
 	b.Status.Conditions = []*meridianv1.Condition{cond}
 	if old != nil {
 		carryFailover(b, old)
+		if res.Status.IsSuccess() && federation.IsSingleton(obj) {
+			if leaving := Leaves(old.GetSpec().GetClusters(), b.Spec.Clusters); len(leaving) > 0 {
+				// A singleton never runs in two places: the clusters it
+				// leaves must stop their copy first. The failover
+				// controller fences them (revoke, release) and then writes
+				// the planned targets with a higher epoch.
+				b.Spec.PlannedClusters, b.Spec.Clusters = b.Spec.Clusters, old.GetSpec().GetClusters()
+				msg := fmt.Sprintf("moving to %s once the copy on %s has stopped (fencing)",
+					describeTargets(b.Spec.PlannedClusters, false), strings.Join(leaving, ", "))
+				if cond.Message != "" {
+					msg += "; " + cond.Message
+				}
+				cond.Message = msg
+			}
+		}
 	}
 	return b
+}
+
+// Leaves is the clusters of from (with replicas) that to does not target,
+// in from's order.
+func Leaves(from, to []*meridianv1.TargetCluster) []string {
+	var out []string
+	for _, f := range from {
+		if f.GetReplicas() == 0 {
+			continue // no copy runs there
+		}
+		if !slices.ContainsFunc(to, func(t *meridianv1.TargetCluster) bool { return t.GetName() == f.GetName() }) {
+			out = append(out, f.GetName())
+		}
+	}
+	return out
 }
 
 // carryFailover copies into next what failover and failback own in a

@@ -52,3 +52,43 @@ func TestCarryFailover(t *testing.T) {
 		t.Errorf("annotations %v", next.Metadata.Annotations)
 	}
 }
+
+// TestSnapshotForPlannedMove: a singleton's move under way (planned
+// clusters) is the placement a steady re-placement keeps, not the targets
+// it is leaving.
+func TestSnapshotForPlannedMove(t *testing.T) {
+	b := &meridianv1.ResourceBinding{Spec: &meridianv1.ResourceBindingSpec{
+		Clusters:        []*meridianv1.TargetCluster{{Name: "a", Replicas: 1}},
+		PlannedClusters: []*meridianv1.TargetCluster{{Name: "b", Replicas: 1}},
+	}}
+	d := deploy("demo", "db", nil)
+	d.Spec = &meridianv1.DeploymentSpec{}
+	s := SnapshotFor(d, nil, nil, b)
+	if !slices.Equal(s.Previous, []framework.Target{{Cluster: "b", Replicas: 1}}) {
+		t.Errorf("Previous = %v, want the planned b", s.Previous)
+	}
+}
+
+func TestLeaves(t *testing.T) {
+	ts := func(kv ...any) []*meridianv1.TargetCluster {
+		var out []*meridianv1.TargetCluster
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, &meridianv1.TargetCluster{Name: kv[i].(string), Replicas: int32(kv[i+1].(int))})
+		}
+		return out
+	}
+	for _, c := range []struct {
+		from, to []*meridianv1.TargetCluster
+		want     []string
+	}{
+		{ts("a", 1), ts("b", 1), []string{"a"}},
+		{ts("a", 1), ts("a", 2), nil},
+		{ts("a", 0), ts("b", 1), nil}, // nothing ran on a
+		{ts("a", 1, "b", 1), ts("b", 2, "c", 1), []string{"a"}},
+		{nil, ts("b", 1), nil},
+	} {
+		if got := Leaves(c.from, c.to); !slices.Equal(got, c.want) {
+			t.Errorf("Leaves(%v, %v) = %v, want %v", c.from, c.to, got, c.want)
+		}
+	}
+}

@@ -114,7 +114,11 @@ func SnapshotFor(obj resource.Object, policy *Policy, clusters []*framework.Clus
 		snap.Placement = policy.Spec.GetPlacement()
 	}
 	if old != nil {
-		for _, t := range old.GetSpec().GetClusters() {
+		prev := old.GetSpec().GetClusters()
+		if planned := old.GetSpec().GetPlannedClusters(); len(planned) > 0 {
+			prev = planned // a singleton's move under way is the placement to keep
+		}
+		for _, t := range prev {
 			snap.Previous = append(snap.Previous, framework.Target{Cluster: t.GetName(), Replicas: t.GetReplicas()})
 		}
 		snap.Fresh = !samePolicy(old, policy)

@@ -130,9 +130,15 @@ type ResourceBindingSpec struct {
 	// fencing_epoch, for a singleton (a StatefulSet, or a workload annotated
 	// meridian.io/singleton: "true"), is the epoch its pods run with
 	// (MERIDIAN_FENCING_EPOCH); every failover raises it.
-	FencingEpoch  int64 `protobuf:"varint,8,opt,name=fencing_epoch,json=fencingEpoch,proto3" json:"fencing_epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FencingEpoch int64 `protobuf:"varint,8,opt,name=fencing_epoch,json=fencingEpoch,proto3" json:"fencing_epoch,omitempty"`
+	// planned_clusters, for a singleton, is where the placement controller
+	// is moving it (a policy change): the failover controller writes them
+	// into clusters once the clusters it leaves have stopped their copy
+	// (revoked and released by the fence), with a higher fencing epoch.
+	// Empty when no such move is under way.
+	PlannedClusters []*TargetCluster `protobuf:"bytes,9,rep,name=planned_clusters,json=plannedClusters,proto3" json:"planned_clusters,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ResourceBindingSpec) Reset() {
@@ -219,6 +225,13 @@ func (x *ResourceBindingSpec) GetFencingEpoch() int64 {
 		return x.FencingEpoch
 	}
 	return 0
+}
+
+func (x *ResourceBindingSpec) GetPlannedClusters() []*TargetCluster {
+	if x != nil {
+		return x.PlannedClusters
+	}
+	return nil
 }
 
 // GracefulEviction is a cluster a workload is leaving.
@@ -356,7 +369,8 @@ func (x *FailedOver) GetTime() *timestamppb.Timestamp {
 type PlacementMove struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	// type is Failover, Failback or Placement.
+	// type is Failover, Failback or Placement (a singleton moved by a
+	// policy change, fenced).
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// from and to are the placements before and after.
 	From          []*TargetCluster `protobuf:"bytes,3,rep,name=from,proto3" json:"from,omitempty"`
@@ -658,7 +672,7 @@ const file_meridian_v1_binding_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x17.meridian.v1.ObjectMetaR\bmetadata\x124\n" +
 	"\x04spec\x18\x04 \x01(\v2 .meridian.v1.ResourceBindingSpecR\x04spec\x12:\n" +
-	"\x06status\x18\x05 \x01(\v2\".meridian.v1.ResourceBindingStatusR\x06status\"\x98\x03\n" +
+	"\x06status\x18\x05 \x01(\v2\".meridian.v1.ResourceBindingStatusR\x06status\"\xdf\x03\n" +
 	"\x13ResourceBindingSpec\x128\n" +
 	"\bresource\x18\x01 \x01(\v2\x1c.meridian.v1.ObjectReferenceR\bresource\x12\x1a\n" +
 	"\breplicas\x18\x02 \x01(\x05R\breplicas\x124\n" +
@@ -668,7 +682,8 @@ const file_meridian_v1_binding_proto_rawDesc = "" +
 	"\bevicting\x18\x06 \x03(\v2\x1d.meridian.v1.GracefulEvictionR\bevicting\x128\n" +
 	"\vfailed_over\x18\a \x03(\v2\x17.meridian.v1.FailedOverR\n" +
 	"failedOver\x12#\n" +
-	"\rfencing_epoch\x18\b \x01(\x03R\ffencingEpoch\"\x92\x01\n" +
+	"\rfencing_epoch\x18\b \x01(\x03R\ffencingEpoch\x12E\n" +
+	"\x10planned_clusters\x18\t \x03(\v2\x1a.meridian.v1.TargetClusterR\x0fplannedClusters\"\x92\x01\n" +
 	"\x10GracefulEviction\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1a\n" +
 	"\breplicas\x18\x02 \x01(\x05R\breplicas\x120\n" +
@@ -739,20 +754,21 @@ var file_meridian_v1_binding_proto_depIdxs = []int32{
 	5,  // 5: meridian.v1.ResourceBindingSpec.clusters:type_name -> meridian.v1.TargetCluster
 	2,  // 6: meridian.v1.ResourceBindingSpec.evicting:type_name -> meridian.v1.GracefulEviction
 	3,  // 7: meridian.v1.ResourceBindingSpec.failed_over:type_name -> meridian.v1.FailedOver
-	10, // 8: meridian.v1.GracefulEviction.since:type_name -> google.protobuf.Timestamp
-	10, // 9: meridian.v1.FailedOver.time:type_name -> google.protobuf.Timestamp
-	10, // 10: meridian.v1.PlacementMove.time:type_name -> google.protobuf.Timestamp
-	5,  // 11: meridian.v1.PlacementMove.from:type_name -> meridian.v1.TargetCluster
-	5,  // 12: meridian.v1.PlacementMove.to:type_name -> meridian.v1.TargetCluster
-	11, // 13: meridian.v1.ResourceBindingStatus.conditions:type_name -> meridian.v1.Condition
-	7,  // 14: meridian.v1.ResourceBindingStatus.clusters:type_name -> meridian.v1.ClusterVerdict
-	10, // 15: meridian.v1.ResourceBindingStatus.last_scheduled_time:type_name -> google.protobuf.Timestamp
-	4,  // 16: meridian.v1.ResourceBindingStatus.history:type_name -> meridian.v1.PlacementMove
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	5,  // 8: meridian.v1.ResourceBindingSpec.planned_clusters:type_name -> meridian.v1.TargetCluster
+	10, // 9: meridian.v1.GracefulEviction.since:type_name -> google.protobuf.Timestamp
+	10, // 10: meridian.v1.FailedOver.time:type_name -> google.protobuf.Timestamp
+	10, // 11: meridian.v1.PlacementMove.time:type_name -> google.protobuf.Timestamp
+	5,  // 12: meridian.v1.PlacementMove.from:type_name -> meridian.v1.TargetCluster
+	5,  // 13: meridian.v1.PlacementMove.to:type_name -> meridian.v1.TargetCluster
+	11, // 14: meridian.v1.ResourceBindingStatus.conditions:type_name -> meridian.v1.Condition
+	7,  // 15: meridian.v1.ResourceBindingStatus.clusters:type_name -> meridian.v1.ClusterVerdict
+	10, // 16: meridian.v1.ResourceBindingStatus.last_scheduled_time:type_name -> google.protobuf.Timestamp
+	4,  // 17: meridian.v1.ResourceBindingStatus.history:type_name -> meridian.v1.PlacementMove
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_binding_proto_init() }
