@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/meridian-fed/meridian/hub/store"
 	"github.com/meridian-fed/meridian/member/controller"
 	"github.com/meridian-fed/meridian/proto/meridian/federation"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
@@ -27,16 +28,20 @@ type statusWriter struct {
 	pending map[string]*meridianv1.WorkStatus // by "<cluster>/<work>"
 }
 
-// statusWorkers is how many Work statuses the status writer, and how many
-// workload statuses the aggregator, write at once. Each write is a read
-// and a compare-and-swap in etcd, which batches concurrent writes: when a
-// failover makes a thousand workloads ready at once, throughput comes from
-// writes in flight.
-const statusWorkers = 16
+// The status writer and the aggregator write in batches: each worker takes
+// every waiting key, up to statusBatch, and writes them with one etcd read
+// and one transaction (store.UpdateMany). When a failover makes a thousand
+// workloads ready at once, one transaction of 64 status writes costs
+// etcd far less than 64 transactions, and the writes leave room for the
+// failover's own. With one key waiting a batch is one write, as before.
+const (
+	statusWorkers = 8
+	statusBatch   = 64
+)
 
 func newStatusWriter(f *Federation) *statusWriter {
 	w := &statusWriter{f: f, pending: map[string]*meridianv1.WorkStatus{}}
-	w.ctrl = controller.New("work-status", statusWorkers, w.sync, f.log)
+	w.ctrl = controller.NewBatch("work-status", statusWorkers, statusBatch, w.sync, f.log)
 	return w
 }
 
@@ -58,42 +63,59 @@ func (w *statusWriter) enqueue(cluster string, reports []*meridianv1.WorkStatusR
 	}
 }
 
-func (w *statusWriter) sync(ctx context.Context, key string) error {
+// sync writes the latest report of each key ("<cluster>/<work>") into its
+// Work, unless the Work already says the same.
+func (w *statusWriter) sync(ctx context.Context, keys []string) []error {
+	sts := make([]*meridianv1.WorkStatus, len(keys))
+	var ms []store.Mutation
+	var idx []int // ms[j] is keys[idx[j]]
 	w.mu.Lock()
-	st := w.pending[key]
-	delete(w.pending, key)
+	for i, key := range keys {
+		sts[i] = w.pending[key]
+		delete(w.pending, key)
+	}
 	w.mu.Unlock()
-	if st == nil {
-		return nil
-	}
-	cluster, work, _ := strings.Cut(key, "/")
-	st = proto.Clone(st).(*meridianv1.WorkStatus)
-	if st.Workload != nil {
-		st.Workload.Cluster = cluster
-	}
-	_, err := w.f.store.Update(ctx, workKind, federation.ClusterNamespace(cluster), work, func(o resource.Object) error {
-		wk := o.(*meridianv1.Work)
-		if sameStatus(wk.GetStatus(), st) {
-			return nil
+	now := timestamppb.New(w.f.cfg.Now())
+	for i, key := range keys {
+		st := sts[i]
+		if st == nil {
+			continue
 		}
+		cluster, work, _ := strings.Cut(key, "/")
+		st = proto.Clone(st).(*meridianv1.WorkStatus)
 		if st.Workload != nil {
-			st.Workload.LastUpdateTime = timestamppb.New(w.f.cfg.Now())
+			st.Workload.Cluster = cluster
 		}
-		wk.Status = st
-		return nil
-	})
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil // the work was deleted since
+		sts[i] = st
+		ms = append(ms, store.Mutation{Namespace: federation.ClusterNamespace(cluster), Name: work, Mutate: func(o resource.Object) error {
+			wk := o.(*meridianv1.Work)
+			if sameStatus(wk.GetStatus(), st) {
+				return nil
+			}
+			next := proto.Clone(st).(*meridianv1.WorkStatus)
+			if next.Workload != nil {
+				next.Workload.LastUpdateTime = now
+			}
+			wk.Status = next
+			return nil
+		}})
+		idx = append(idx, i)
 	}
-	if err != nil {
+	errs := make([]error, len(keys))
+	for j, err := range store.UpdateEach(ctx, w.f.store, workKind, ms) {
+		i := idx[j]
+		if err == nil || errors.Is(err, storage.ErrNotFound) {
+			continue // written, or the work was deleted since
+		}
 		// Keep the report unless a newer one arrived meanwhile.
 		w.mu.Lock()
-		if _, ok := w.pending[key]; !ok {
-			w.pending[key] = st
+		if _, ok := w.pending[keys[i]]; !ok {
+			w.pending[keys[i]] = sts[i]
 		}
 		w.mu.Unlock()
+		errs[i] = err
 	}
-	return err
+	return errs
 }
 
 // sameStatus compares two work statuses, ignoring when they were reported.
@@ -133,7 +155,7 @@ func newAggregator(f *Federation, inf *controller.InformerSet) *aggregator {
 		}
 		return nil
 	})
-	a.ctrl = controller.New("status-aggregator", statusWorkers, a.sync, f.log)
+	a.ctrl = controller.NewBatch("status-aggregator", statusWorkers, statusBatch, a.sync, f.log)
 	enqueue := func(o resource.Object) {
 		if src := o.(*meridianv1.Work).GetSpec().GetSource(); src != nil {
 			a.ctrl.Queue.Add(sourceKey(src.GetKind(), src.GetNamespace(), src.GetName()))
@@ -171,19 +193,47 @@ func (a *aggregator) run(ctx context.Context) {
 	a.ctrl.Run(ctx)
 }
 
-func (a *aggregator) sync(ctx context.Context, key string) error {
+// sync folds the Works of each key's workload into its status, writing
+// the workloads whose status changed, a kind at a time.
+func (a *aggregator) sync(ctx context.Context, keys []string) []error {
+	errs := make([]error, len(keys))
+	byKind := map[*resource.Kind][]store.Mutation{}
+	idx := map[*resource.Kind][]int{}
+	for i, key := range keys {
+		k, m, ok, err := a.mutation(key)
+		if err != nil {
+			errs[i] = err
+		}
+		if ok {
+			byKind[k] = append(byKind[k], m)
+			idx[k] = append(idx[k], i)
+		}
+	}
+	for k, ms := range byKind {
+		for j, err := range store.UpdateEach(ctx, a.f.store, k, ms) {
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				errs[idx[k][j]] = err
+			}
+		}
+	}
+	return errs
+}
+
+// mutation is the status write of the workload of key, if its status
+// (from the informer caches) is not what its Works say (ok false then).
+func (a *aggregator) mutation(key string) (*resource.Kind, store.Mutation, bool, error) {
 	k, ns, name, err := parseSourceKey(key)
 	if err != nil || !federation.IsWorkload(k) {
-		return nil
+		return nil, store.Mutation{}, false, nil
 	}
 	obj, ok := a.inf.For(k).Get(ns, name)
 	if !ok {
-		return nil
+		return nil, store.Mutation{}, false, nil
 	}
 	uid := obj.GetMetadata().GetUid()
 	works, err := a.works.ByIndex(indexSourceUID, uid)
 	if err != nil {
-		return err
+		return nil, store.Mutation{}, false, err
 	}
 	var clusters []*meridianv1.ClusterWorkloadStatus
 	for _, o := range works {
@@ -203,19 +253,15 @@ func (a *aggregator) sync(ctx context.Context, key string) error {
 	want := proto.Clone(obj).(resource.Object)
 	federation.Aggregate(want, clusters)
 	if proto.Equal(statusOf(want), statusOf(obj)) {
-		return nil
+		return nil, store.Mutation{}, false, nil
 	}
-	_, err = a.f.store.Update(ctx, k, ns, name, func(o resource.Object) error {
+	return k, store.Mutation{Namespace: ns, Name: name, Mutate: func(o resource.Object) error {
 		if o.GetMetadata().GetUid() != uid {
 			return nil
 		}
 		federation.Aggregate(o, clusters)
 		return nil
-	})
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	return err
+	}}, true, nil
 }
 
 // replicasOf is the replicas a Work asks its cluster to run.

@@ -14,6 +14,9 @@ import (
 // itself (Queue.AddAfter) when it knows when to look again.
 type SyncFunc func(ctx context.Context, key string) error
 
+// BatchSyncFunc syncs several keys at once; errs[i] is keys[i]'s error.
+type BatchSyncFunc func(ctx context.Context, keys []string) (errs []error)
+
 // Controller runs workers that take keys off a queue and sync them.
 type Controller struct {
 	Name    string
@@ -21,6 +24,10 @@ type Controller struct {
 	Sync    SyncFunc // a field so tests can swap it
 	Workers int
 	Log     *slog.Logger
+	// SyncBatch, when set, replaces Sync: each worker takes up to MaxBatch
+	// waiting keys at once (NewBatch).
+	SyncBatch BatchSyncFunc
+	MaxBatch  int
 }
 
 // New returns a controller with its own queue.
@@ -32,6 +39,17 @@ func New(name string, workers int, sync SyncFunc, log *slog.Logger) *Controller 
 		workers = 1
 	}
 	return &Controller{Name: name, Queue: NewQueue(DefaultRateLimit), Sync: sync, Workers: workers, Log: log.With("controller", name)}
+}
+
+// NewBatch returns a controller whose workers each take every waiting key,
+// up to maxBatch, and sync them together: for writers whose store makes
+// one write of many cheaper than many writes. With one key waiting it
+// behaves as New; a key is still never synced by two workers at once, and
+// a key whose sync failed is retried alone with its backoff.
+func NewBatch(name string, workers, maxBatch int, sync BatchSyncFunc, log *slog.Logger) *Controller {
+	c := New(name, workers, nil, log)
+	c.SyncBatch, c.MaxBatch = sync, max(maxBatch, 1)
+	return c
 }
 
 // Enqueue is a Handler that queues the key of every changed object.
@@ -77,6 +95,9 @@ func (c *Controller) Run(ctx context.Context) {
 }
 
 func (c *Controller) processNext(ctx context.Context) bool {
+	if c.SyncBatch != nil {
+		return c.processBatch(ctx)
+	}
 	key, shutdown := c.Queue.Get()
 	if shutdown {
 		return false
@@ -90,6 +111,30 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		return true
 	}
 	c.Queue.Forget(key)
+	return true
+}
+
+func (c *Controller) processBatch(ctx context.Context) bool {
+	keys, shutdown := c.Queue.GetBatch(c.MaxBatch)
+	if shutdown {
+		return false
+	}
+	errs := c.SyncBatch(ctx, keys)
+	for i, key := range keys {
+		var err error
+		if i < len(errs) {
+			err = errs[i]
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				c.Log.Debug("sync failed; will retry", "key", key, "err", err)
+			}
+			c.Queue.AddRateLimited(key)
+		} else {
+			c.Queue.Forget(key)
+		}
+		c.Queue.Done(key)
+	}
 	return true
 }
 

@@ -132,6 +132,27 @@ func (q *Queue) Get() (key string, shutdown bool) {
 	return key, false
 }
 
+// GetBatch is Get for up to limit keys: it blocks until a key is ready
+// and hands out every ready key, up to limit, in queue order.
+func (q *Queue) GetBatch(limit int) (keys []string, shutdown bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.queue) == 0 && !q.shutdown {
+		q.cond.Wait()
+	}
+	if q.shutdown {
+		return nil, true
+	}
+	n := min(len(q.queue), max(limit, 1))
+	keys = append([]string(nil), q.queue[:n]...)
+	q.queue = q.queue[n:]
+	for _, k := range keys {
+		delete(q.dirty, k)
+		q.processing[k] = struct{}{}
+	}
+	return keys, false
+}
+
 // Done marks key processed; if it was added meanwhile, it is queued again.
 func (q *Queue) Done(key string) {
 	q.mu.Lock()
