@@ -77,6 +77,21 @@ func TestFailoverGracefulSameRegion(t *testing.T) {
 	if !strings.Contains(msg, "moved 3 replicas from dc-a1 (Unreachable for") || !strings.Contains(msg, "to dc-a2 (3)") {
 		t.Errorf("event %q", msg)
 	}
+	// The move carries the placement status the placement controller
+	// would write for it (no placement controller runs here), so that it
+	// has nothing left to write: dc-a1 kept out by ClusterHealth.
+	var kept string
+	for _, v := range b.GetStatus().GetClusters() {
+		if v.GetCluster() == "dc-a1" {
+			kept = v.GetCode() + "/" + v.GetPlugin() + ": " + v.GetReason()
+		}
+	}
+	if !strings.HasPrefix(kept, "Unschedulable/ClusterHealth: failover is moving") {
+		t.Errorf("dc-a1's verdict after the move: %q", kept)
+	}
+	if c := b.GetStatus().GetConditions(); len(c) != 1 || c[0].GetType() != "Scheduled" || c[0].GetStatus() != "True" {
+		t.Errorf("conditions after the move: %v", c)
+	}
 
 	// The eviction ends once dc-a2 reports 6 ready.
 	f.serve("web")

@@ -159,8 +159,8 @@ func (c *Controller) failover(ctx context.Context, w *workload, now time.Time) (
 		what = "the copy"
 	}
 	reason := fmt.Sprintf("moved %s from %s to %s", what, strings.Join(moved, ", "), gains(from, to, duplicated))
-	err = c.write(ctx, w, func(b *meridianv1.ResourceBinding) {
-		b.Spec.Clusters = to
+	err = c.write(ctx, w, c.withPlacementStatus(ctx, w, func(b *meridianv1.ResourceBinding) {
+		b.Spec.Clusters = cloneTargets(to)
 		for _, d := range due {
 			r, _ := replicasOn(from, d)
 			// A drill-failed cluster is in fact healthy: a kept copy would
@@ -180,7 +180,7 @@ func (c *Controller) failover(ctx context.Context, w *workload, now time.Time) (
 			b.Spec.FencingEpoch = epoch
 		}
 		appendHistory(b, MoveFailover, from, to, reason, now)
-	})
+	}))
 	if err != nil {
 		for _, d := range due {
 			c.metrics.failovers.WithLabelValues(d, ResultError).Inc()

@@ -352,7 +352,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	start := time.Now()
 	res := c.cfg.Engine.Place(ctx, snap)
 	c.metrics.latency.Observe(time.Since(start).Seconds())
-	next := c.binding(obj, k, w, policy, old, res)
+	next := binding(obj, k, w, policy, old, res)
 	changed, err := c.write(ctx, old, next)
 	switch {
 	case err != nil:
@@ -413,7 +413,7 @@ func describeTargets(ts []*meridianv1.TargetCluster, duplicated bool) string {
 // binding is the ResourceBinding that records res. A failed placement
 // keeps the clusters the object had: what runs keeps running until a
 // placement succeeds.
-func (c *Controller) binding(obj resource.Object, k *resource.Kind, w *framework.Workload, policy *Policy, old *meridianv1.ResourceBinding, res Result) *meridianv1.ResourceBinding {
+func binding(obj resource.Object, k *resource.Kind, w *framework.Workload, policy *Policy, old *meridianv1.ResourceBinding, res Result) *meridianv1.ResourceBinding {
 	md := obj.GetMetadata()
 	b := &meridianv1.ResourceBinding{
 		ApiVersion: resource.MeridianAPIVersion, Kind: "ResourceBinding",
@@ -470,6 +470,25 @@ func (c *Controller) binding(obj resource.Object, k *resource.Kind, w *framework
 		}
 	}
 	return b
+}
+
+// Replace is the binding the placement controller would write for obj
+// when the stored binding is b: a steady re-placement under policy on
+// clusters (ClustersOf the Cluster informer). Failover writes its
+// verdicts and condition together with a move, so that the placement
+// controller, which re-places every binding whose spec changed, finds
+// nothing left to write (one etcd write less per moved workload).
+func Replace(ctx context.Context, engine *Engine, obj resource.Object, policy *Policy, clusters []*framework.Cluster, b *meridianv1.ResourceBinding) (*meridianv1.ResourceBinding, bool) {
+	k, ok := resource.Lookup(obj.GetKind())
+	if !ok {
+		return nil, false
+	}
+	snap := SnapshotFor(obj, policy, clusters, b)
+	res := engine.Place(ctx, snap)
+	if !res.Status.IsSuccess() {
+		return nil, false
+	}
+	return binding(obj, k, snap.Workload, policy, b, res), true
 }
 
 // Leaves is the clusters of from (with replicas) that to does not target,
