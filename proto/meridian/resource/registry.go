@@ -5,6 +5,7 @@
 package resource
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strings"
@@ -242,19 +243,28 @@ func CopyStatus(to, from Object) {
 
 // DesiredEqual reports whether two objects of one kind have the same desired
 // state: everything but metadata and status.
+// It compares field by field, without copying either object: every store
+// write calls it.
 func DesiredEqual(a, b Object) bool {
-	return proto.Equal(desired(a), desired(b))
-}
-
-func desired(m Object) proto.Message {
-	c := proto.Clone(m).(Object)
-	r := c.ProtoReflect()
-	for _, n := range []protoreflect.Name{"metadata", "status", "api_version", "kind"} {
-		if fd := r.Descriptor().Fields().ByName(n); fd != nil {
-			r.Clear(fd)
+	ra, rb := a.ProtoReflect(), b.ProtoReflect()
+	if ra.Descriptor() != rb.Descriptor() {
+		return false
+	}
+	fields := ra.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch fd.Name() {
+		case "metadata", "status", "api_version", "kind":
+			continue
+		}
+		if ra.Has(fd) != rb.Has(fd) {
+			return false
+		}
+		if ra.Has(fd) && !ra.Get(fd).Equal(rb.Get(fd)) {
+			return false
 		}
 	}
-	return c
+	return bytes.Equal(ra.GetUnknown(), rb.GetUnknown())
 }
 
 // Key identifies an object: kind plural, namespace (empty for cluster-scoped

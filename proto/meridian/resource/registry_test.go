@@ -51,4 +51,21 @@ func TestDesiredEqualIgnoresMetadataAndStatus(t *testing.T) {
 	if DesiredEqual(a, b) {
 		t.Fatal("spec difference not seen")
 	}
+	// Presence counts, as in proto.Equal: no spec is not an empty spec.
+	if DesiredEqual(&meridianv1.Deployment{}, &meridianv1.Deployment{Spec: &meridianv1.DeploymentSpec{}}) {
+		t.Fatal("an unset spec equals an empty one")
+	}
+	// A kind whose desired state is not under spec (a ConfigMap's data).
+	c1 := &meridianv1.ConfigMap{Metadata: &meridianv1.ObjectMeta{Name: "c"}, Data: map[string]string{"k": "v"}}
+	c2 := &meridianv1.ConfigMap{Metadata: &meridianv1.ObjectMeta{Name: "c", Labels: map[string]string{"x": "y"}}, Data: map[string]string{"k": "v"}}
+	if !DesiredEqual(c1, c2) {
+		t.Fatal("a label counted as a data change")
+	}
+	c2.Data["k"] = "w"
+	if DesiredEqual(c1, c2) {
+		t.Fatal("data difference not seen")
+	}
+	if DesiredEqual(c1, &meridianv1.Secret{Metadata: &meridianv1.ObjectMeta{Name: "c"}}) {
+		t.Fatal("objects of two kinds compared equal")
+	}
 }
