@@ -52,8 +52,16 @@ func newWorkController(f *Federation, inf *controller.InformerSet, rec *controll
 	c.ctrl = controller.New("works", workWorkers, c.sync, f.log)
 	for _, k := range federation.PropagatedKinds() {
 		inf.For(k).AddHandler(controller.Handler{
-			OnAdd:    func(o resource.Object) { c.ctrl.Queue.Add(sourceKeyOf(o)) },
-			OnUpdate: func(_, o resource.Object) { c.ctrl.Queue.Add(sourceKeyOf(o)) },
+			OnAdd: func(o resource.Object) { c.ctrl.Queue.Add(sourceKeyOf(o)) },
+			OnUpdate: func(old, o resource.Object) {
+				// A Work carries the desired state and metadata, never the
+				// status: the aggregator's status writes (several per
+				// workload while a failover makes it ready elsewhere)
+				// change no Work.
+				if old.GetMetadata().GetGeneration() != o.GetMetadata().GetGeneration() || !sameMeta(old, o) {
+					c.ctrl.Queue.Add(sourceKeyOf(o))
+				}
+			},
 			OnDelete: func(o resource.Object) { c.ctrl.Queue.Add(sourceKeyOf(o)) },
 		})
 	}
@@ -104,6 +112,14 @@ func newWorkController(f *Federation, inf *controller.InformerSet, rec *controll
 		OnDelete: c.enqueueSourceOf,
 	})
 	return c
+}
+
+// sameMeta reports whether a and b have the same metadata, apart from
+// their resourceVersion.
+func sameMeta(a, b resource.Object) bool {
+	am, bm := proto.Clone(a.GetMetadata()).(*meridianv1.ObjectMeta), proto.Clone(b.GetMetadata()).(*meridianv1.ObjectMeta)
+	am.ResourceVersion, bm.ResourceVersion = "", ""
+	return proto.Equal(am, bm)
 }
 
 func (c *workController) enqueueSourceOf(o resource.Object) {
