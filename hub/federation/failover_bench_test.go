@@ -3,6 +3,8 @@ package federation_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,12 @@ import (
 // moved-s is the part after the toleration.
 //
 //	go test ./hub/federation -run '^$' -bench FailoverRTO -benchtime 1x
+//
+// To see where the time goes: MERIDIAN_BENCH_CPUPROFILE=FILE profiles the
+// failover window alone; MERIDIAN_BENCH_HIST=1 logs how many workloads
+// became ready in each quarter second; MERIDIAN_BENCH_STAGES=1 logs when
+// each stage of the data path held and the hub's writes
+// (stages_bench_test.go).
 func BenchmarkFailoverRTO(b *testing.B) {
 	for _, n := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("workloads=%d", n), func(b *testing.B) {
@@ -108,6 +116,24 @@ spec:
 	tr := newRTOTracker(b, f, n)
 
 	b.StartTimer()
+	if path := os.Getenv("MERIDIAN_BENCH_CPUPROFILE"); path != "" {
+		// The failover window alone (-cpuprofile would also take the setup).
+		pf, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
+	var sg *stages
+	if os.Getenv("MERIDIAN_BENCH_STAGES") != "" {
+		sctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		sg = startStages(sctx, f, members["dc-a2"].Store())
+		defer sg.report(b)
+	}
 	start := time.Now()
 	members["dc-a1"].Close()
 	decided, rto := tr.wait(b, start, 5*time.Minute)
@@ -225,6 +251,15 @@ func (t *rtoTracker) wait(b *testing.B, start time.Time, d time.Duration) (decid
 			}
 			b.Logf("bindings moved (time after the stop, by percentile of workloads): %s", q(t.movedAt))
 			b.Logf("replicas ready elsewhere: %s", q(t.readyAt))
+			if os.Getenv("MERIDIAN_BENCH_HIST") != "" {
+				hist := map[int]int{}
+				for _, at := range t.readyAt {
+					hist[int(at.Sub(start)/(250*time.Millisecond))]++
+				}
+				for i := 0; i <= int(time.Since(start)/(250*time.Millisecond)); i++ {
+					b.Logf("ready %5.2fs %d", float64(i)/4, hist[i])
+				}
+			}
 			return decided, time.Since(start)
 		}
 	}
