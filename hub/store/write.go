@@ -51,9 +51,15 @@ func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOn
 	if err != nil {
 		return nil, 0, err
 	}
-	cur, err := s.readState(ctx, r)
-	if err != nil {
-		return nil, 0, err
+	// A create is tried blind: its transaction checks that the object is
+	// absent and its namespace present, and reads the state in the same
+	// round trip if not (one round trip instead of two for every event,
+	// binding and Work the hub creates).
+	cur := state{nsExists: true}
+	if !createOnly || dryRun {
+		if cur, err = s.readState(ctx, r); err != nil {
+			return nil, 0, err
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		var (
