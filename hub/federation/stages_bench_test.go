@@ -3,6 +3,7 @@ package federation_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -91,6 +92,17 @@ func (s *stages) report(b *testing.B) {
 			out = append(out, fmt.Sprintf("p%d=%s", p, ds[min(len(ds)-1, p*len(ds)/100)].Round(10*time.Millisecond)))
 		}
 		b.Logf("%-15s n=%d %s", stage, len(ds), strings.Join(out, " "))
+		if os.Getenv("MERIDIAN_BENCH_HIST") != "" {
+			hist := make([]string, int(ds[len(ds)-1]/(250*time.Millisecond))+1)
+			counts := make([]int, len(hist))
+			for _, d := range ds {
+				counts[int(d/(250*time.Millisecond))]++
+			}
+			for i, n := range counts {
+				hist[i] = fmt.Sprint(n)
+			}
+			b.Logf("%-15s per 250ms: %s", stage, strings.Join(hist, " "))
+		}
 	}
 }
 
@@ -104,6 +116,7 @@ func (s *stages) count(ctx context.Context, st storage.Interface, kind string) {
 	}
 	ch := st.Watch(ctx, k, "", nil, rev)
 	prev := map[string]*meridianv1.ResourceBinding{}
+	prevW := map[string]*meridianv1.Work{}
 	go func() {
 		for ev := range ch {
 			if ev.Object == nil {
@@ -128,6 +141,36 @@ func (s *stages) count(ctx context.Context, st storage.Interface, kind string) {
 			}
 			if w, ok := ev.Object.(*meridianv1.Work); ok {
 				what += " " + w.GetSpec().GetCluster()
+				if p := prevW[w.GetMetadata().GetName()+w.GetSpec().GetCluster()]; p != nil && p.GetMetadata().GetGeneration() == w.GetMetadata().GetGeneration() {
+					a, b := p.GetStatus().GetWorkload(), w.GetStatus().GetWorkload()
+					var ch []string
+					if a.GetReplicas() != b.GetReplicas() {
+						ch = append(ch, "replicas")
+					}
+					if a.GetCurrent() != b.GetCurrent() {
+						ch = append(ch, "current")
+					}
+					if a.GetReadyReplicas() != b.GetReadyReplicas() {
+						ch = append(ch, "ready")
+					}
+					if a.GetAvailableReplicas() != b.GetAvailableReplicas() {
+						ch = append(ch, "avail")
+					}
+					if a.GetUpdatedReplicas() != b.GetUpdatedReplicas() {
+						ch = append(ch, "updated")
+					}
+					if a.GetObservedGeneration() != b.GetObservedGeneration() {
+						ch = append(ch, "obsgen")
+					}
+					if a.GetApplied() != b.GetApplied() {
+						ch = append(ch, "applied")
+					}
+					if !proto.Equal(&meridianv1.ClusterWorkloadStatus{Conditions: a.GetConditions()}, &meridianv1.ClusterWorkloadStatus{Conditions: b.GetConditions()}) {
+						ch = append(ch, "conds")
+					}
+					what += " [" + strings.Join(ch, ",") + "]"
+				}
+				prevW[w.GetMetadata().GetName()+w.GetSpec().GetCluster()] = w
 			}
 			s.mu.Lock()
 			s.counts[what]++
