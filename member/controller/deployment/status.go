@@ -74,9 +74,8 @@ func progressing(s *state, prev, next *meridianv1.DeploymentStatus, conds []*mer
 		c := &meridianv1.Condition{Type: ConditionProgressing, Status: status, Reason: reason, Message: msg}
 		old := podutil.FindCondition(conds, ConditionProgressing)
 		if moved || old == nil || old.GetStatus() != status {
-			out := podutil.RemoveCondition(conds, ConditionProgressing)
 			c.LastTransitionTime = timestamppb.New(s.now)
-			return append(out, c)
+			return podutil.ReplaceCondition(conds, c)
 		}
 		return podutil.SetCondition(conds, c, s.now)
 	}

@@ -70,7 +70,30 @@ func SetCondition(conds []*meridianv1.Condition, c *meridianv1.Condition, now ti
 	} else {
 		c.LastTransitionTime = timestamppb.New(now)
 	}
-	return append(RemoveCondition(conds, c.GetType()), c)
+	return ReplaceCondition(conds, c)
+}
+
+// ReplaceCondition returns a deep copy of conds (which may come from a
+// shared cache) with c where the condition of its type was, or appended
+// if there was none. Conditions keep their place: a status computed twice
+// from the same state is the same, and is not written again.
+func ReplaceCondition(conds []*meridianv1.Condition, c *meridianv1.Condition) []*meridianv1.Condition {
+	out := make([]*meridianv1.Condition, 0, len(conds)+1)
+	replaced := false
+	for _, o := range conds {
+		if o.GetType() == c.GetType() {
+			if !replaced {
+				out = append(out, c)
+				replaced = true
+			}
+			continue
+		}
+		out = append(out, proto.Clone(o).(*meridianv1.Condition))
+	}
+	if !replaced {
+		out = append(out, c)
+	}
+	return out
 }
 
 // RemoveCondition returns a deep copy of conds without the condition of
