@@ -75,7 +75,7 @@ func (w *statusWriter) sync(ctx context.Context, keys []string) []error {
 		delete(w.pending, key)
 	}
 	w.mu.Unlock()
-	now := timestamppb.New(w.f.cfg.Now())
+	now := w.f.cfg.Now()
 	for i, key := range keys {
 		st := sts[i]
 		if st == nil {
@@ -94,7 +94,7 @@ func (w *statusWriter) sync(ctx context.Context, keys []string) []error {
 			}
 			next := proto.Clone(st).(*meridianv1.WorkStatus)
 			if next.Workload != nil {
-				next.Workload.LastUpdateTime = now
+				next.Workload.LastUpdateTime = timestamppb.New(now)
 			}
 			wk.Status = next
 			return nil
