@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -50,7 +51,17 @@ func (s *Store) Watch(ctx context.Context, kind *resource.Kind, namespace string
 		return out
 	}
 	w := &watch{cli: s.cli, kind: kind, prefix: rangePrefix(kind, namespace), sel: sel, from: fromRevision}
-	go w.run(ctx, out)
+	ready := make(chan struct{})
+	go w.run(ctx, out, ready)
+	if fromRevision == 0 {
+		// "From now" is now, not whenever the watch reaches etcd: a write
+		// the caller makes once Watch has returned must be reported. Wait
+		// until etcd has registered the watch (or it failed).
+		select {
+		case <-ready:
+		case <-ctx.Done():
+		}
+	}
 	return out
 }
 
@@ -63,18 +74,26 @@ type watch struct {
 	from   int64
 }
 
-func (w *watch) run(ctx context.Context, out chan<- Event) {
+// run closes ready once etcd has registered the watch, or when it ends.
+func (w *watch) run(ctx context.Context, out chan<- Event, ready chan<- struct{}) {
 	defer close(out)
+	var once sync.Once
+	registered := func() { once.Do(func() { close(ready) }) }
+	defer registered()
 	// Without a leader the etcd member cannot know it is up to date: end
 	// the watch (an Error event) rather than go silent.
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithProgressNotify()}
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithProgressNotify(), clientv3.WithCreatedNotify()}
 	if w.from > 0 {
 		opts = append(opts, clientv3.WithRev(w.from+1))
 	}
 	// etcd's client closes this channel when wctx ends.
 	for resp := range w.cli.Watch(wctx, w.prefix, opts...) {
+		if resp.Created && !resp.Canceled && resp.CompactRevision == 0 {
+			registered()
+			continue
+		}
 		if resp.CompactRevision != 0 {
 			w.send(ctx, out, Event{Type: Error, Err: &CompactedError{Requested: w.from, Compacted: resp.CompactRevision}})
 			return

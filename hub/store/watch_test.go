@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -70,5 +71,28 @@ func TestWatchBookmarks(t *testing.T) {
 	e := next(t, s.Watch(ctx, deployments, "", nil, 0))
 	if rev := storagetest.ResourceVersion(t, d); e.Type != store.Bookmark || e.Object != nil || e.Revision < rev {
 		t.Fatalf("first event on a quiet watch = %v@%d %v, want a bookmark at >= %d", e.Type, e.Revision, e.Object, rev)
+	}
+}
+
+// TestWatchFromNowSeesTheNextWrite: a watch from revision 0 reports a
+// write made as soon as Watch has returned (it once started "now" when the
+// watch reached etcd, and could miss it).
+func TestWatchFromNowSeesTheNextWrite(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
+	for i := range 50 {
+		wctx, cancel := context.WithCancel(ctx)
+		ch := s.Watch(wctx, deployments, "demo", nil, 0)
+		d, _ := storagetest.MustApply(t, s, storagetest.Deployment("demo", "web", int32(i+1), nil))
+		select {
+		case ev := <-ch:
+			if ev.Object == nil || ev.Object.GetMetadata().GetResourceVersion() != d.GetMetadata().GetResourceVersion() {
+				t.Fatalf("round %d: event %v, want the write at %s", i, ev, d.GetMetadata().GetResourceVersion())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: no event for the write made right after Watch", i)
+		}
+		cancel()
 	}
 }
