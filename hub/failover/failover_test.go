@@ -261,16 +261,7 @@ func TestFailoverSingletonWaitsForFence(t *testing.T) {
 	fence := &fakeFence{calls: make(chan string, 1), epoch: 7}
 	f := start(t, fence)
 	f.apply(policy("fast", "tolerationSeconds: 0"))
-	f.place("db", 2, "fast", "dc-a1=1,dc-a2=1")
-	_, err := f.st.Update(f.ctx, resource.MustLookup("Deployment"), "demo", "db", func(o resource.Object) error {
-		md := o.GetMetadata()
-		md.Labels = map[string]string{"policy": "fast"}
-		md.Annotations = map[string]string{"meridian.io/singleton": "true"}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.placeWith("db", 2, "fast", "dc-a1=1,dc-a2=1", `labels: {policy: fast}, annotations: {meridian.io/singleton: "true"}`)
 	f.setHealth("dc-a1", "Unreachable", time.Second)
 	b := f.waitTargets("db", "dc-a2=2")
 	if got := <-fence.calls; got != "demo/Deployment/db@dc-a1" {
@@ -286,16 +277,7 @@ func TestFailoverSingletonWaitsForFence(t *testing.T) {
 func TestConservativeFence(t *testing.T) {
 	f := start(t, nil)
 	f.apply(policy("fast", "tolerationSeconds: 0"))
-	f.place("db", 2, "fast", "dc-a1=1,dc-a2=1")
-	_, err := f.st.Update(f.ctx, resource.MustLookup("Deployment"), "demo", "db", func(o resource.Object) error {
-		md := o.GetMetadata()
-		md.Labels = map[string]string{"policy": "fast"}
-		md.Annotations = map[string]string{"meridian.io/singleton": "true"}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.placeWith("db", 2, "fast", "dc-a1=1,dc-a2=1", `labels: {policy: fast}, annotations: {meridian.io/singleton: "true"}`)
 	// Unreachable for the margin less 1.5s: it moves about 1.5s later.
 	start := time.Now()
 	f.setHealth("dc-a1", "Unreachable", failover.FenceMargin-1500*time.Millisecond)

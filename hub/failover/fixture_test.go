@@ -114,16 +114,26 @@ func (f *fixture) setHealth(cluster, health string, ago time.Duration) {
 // and ready Works for the targets.
 func (f *fixture) place(name string, replicas int, policy string, targets string) {
 	f.t.Helper()
+	f.placeWith(name, replicas, policy, targets, "")
+}
+
+// placeWith is place with more metadata for the deployment (YAML flow
+// mapping entries: "labels: {...}, annotations: {...}").
+func (f *fixture) placeWith(name string, replicas int, policy string, targets, meta string) {
+	f.t.Helper()
+	if meta != "" {
+		meta = ", " + meta
+	}
 	obj := f.apply(fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
-metadata: {name: %s, namespace: demo}
+metadata: {name: %s, namespace: demo%s}
 spec:
   replicas: %d
   selector: {matchLabels: {app: %s}}
   template:
     metadata: {labels: {app: %s}}
     spec: {containers: [{name: main, image: app:1}]}
-`, name, replicas, name, name))
+`, name, meta, replicas, name, name))
 	b := &meridianv1.ResourceBinding{
 		ApiVersion: resource.MeridianAPIVersion, Kind: "ResourceBinding",
 		Metadata: &meridianv1.ObjectMeta{Name: placement.BindingName("Deployment", name), Namespace: "demo"},

@@ -41,16 +41,9 @@ spec:
 // policy, annotated meridian.io/singleton.
 func (f *fixture) singleton(name, policy, targets string) {
 	f.t.Helper()
-	f.place(name, 1, policy, targets)
-	_, err := f.st.Update(f.ctx, resource.MustLookup("Deployment"), "demo", name, func(o resource.Object) error {
-		md := o.GetMetadata()
-		md.Labels = map[string]string{"policy": policy}
-		md.Annotations = map[string]string{"meridian.io/singleton": "true"}
-		return nil
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	// Annotated from the start: a controller that saw the deployment
+	// before its annotation would move it as a non-singleton.
+	f.placeWith(name, 1, policy, targets, fmt.Sprintf(`labels: {policy: %q}, annotations: {meridian.io/singleton: "true"}`, policy))
 }
 
 // orderFence is a Fence and a Revoker that behaves like hub/fencing.Table
