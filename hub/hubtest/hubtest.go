@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,16 +21,44 @@ import (
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago, for a
+// process that listens on it later. It is taken below the kernel's
+// ephemeral range (ip_local_port_range, 32768 and up by default): a port
+// the kernel hands out for ":0" can be handed to any outgoing connection
+// of the machine's other tests between now and the listen, which then
+// fails with "address already in use". Ports are chosen at random, and
+// never twice by one test binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("failed to find a free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := freePortLow + rand.IntN(freePortHigh-freePortLow)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("failed to find a free port in [%d, %d)", freePortLow, freePortHigh)
+	return 0
 }
+
+// The range FreePort picks from: below the default ephemeral range.
+const (
+	freePortLow  = 20000
+	freePortHigh = 32000
+)
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // Config returns a hub config for a single embedded node in dataDir, on free
 // loopback ports.

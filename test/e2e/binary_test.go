@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meridian-fed/meridian/hub/hubtest"
 )
 
 var (
@@ -43,14 +44,11 @@ func meridianBinary(t testing.TB) string {
 	return binPath
 }
 
+// freePort is hubtest.FreePort: outside the ephemeral range, so that no
+// outgoing connection takes it before the process listens on it.
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return strconv.Itoa(hubtest.FreePort(t))
 }
 
 // hubProcess is a `meridian hub` running as its own OS process.
