@@ -15,6 +15,21 @@ import (
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
+// dbYAML is the singleton of these tests: a StatefulSet of one replica.
+const dbYAML = `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: demo}
+spec:
+  replicas: 1
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - {name: main, image: db:1}
+`
+
 // podPhases lists a member's pods in ns as name → phase/reason.
 func podPhases(t *testing.T, m *member.Member, ns string) map[string]string {
 	t.Helper()
@@ -41,20 +56,7 @@ func TestSingletonsRunUnderTheLease(t *testing.T) {
 		c.LeaseDuration, c.LeaseMargin = time.Second, 250*time.Millisecond
 	})
 	m := f.join(f.memberConfig("dc-a1", "region-a", "dc-a1", 0))
-	f.apply(nsYAML + "---\n" + deployYAML("web", 1, "app:1") + `---
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db, namespace: demo}
-spec:
-  replicas: 1
-  serviceName: db
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      containers:
-      - {name: main, image: db:1}
-`)
+	f.apply(nsYAML + "---\n" + deployYAML("web", 1, "app:1") + "---\n" + dbYAML)
 	running := func(want map[string]bool) func() (bool, string) {
 		return func() (bool, string) {
 			got := podPhases(t, m, "demo")
@@ -139,20 +141,7 @@ func TestPolicyMoveFencesSingleton(t *testing.T) {
 		h1, h2 := health(f.cluster("dc-a1")), health(f.cluster("dc-a2"))
 		return h1 == "Ready" && h2 == "Ready", h1 + "," + h2
 	})
-	f.apply(nsYAML + "---\n" + dbPolicy("dc-a1") + `---
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db, namespace: demo}
-spec:
-  replicas: 1
-  serviceName: db
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      containers:
-      - {name: main, image: db:1}
-`)
+	f.apply(nsYAML + "---\n" + dbPolicy("dc-a1") + "---\n" + dbYAML)
 	eventually(t, "db-0 running on dc-a1", func() (bool, string) {
 		got := podPhases(t, a1, "demo")
 		return got["db-0"] == "Running/", fmt.Sprint(got)
