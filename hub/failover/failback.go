@@ -3,7 +3,6 @@ package failover
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -116,21 +115,12 @@ func (c *Controller) failback(ctx context.Context, w *workload, now time.Time) (
 	// written only once Release says the member stopped its copy, with the
 	// epoch it returns (fence.go).
 	epoch := spec.GetFencingEpoch()
-	fenced := singleton && len(placement.Leaves(from, to)) > 0
+	leaving := placement.Leaves(from, to)
+	fenced := singleton && len(leaving) > 0
 	if fenced {
-		var wait time.Duration
-		epoch, wait, _, err = c.release(ctx, w, placement.Leaves(from, to), true, now, now)
-		if errors.Is(err, errNoRevoker) {
-			c.log.Warn("failback held", "workload", w.ID(), "cluster", back, "why", err)
-			c.requeue(w.key, retryBlocked)
-			return true, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		if wait > 0 {
-			c.requeue(w.key, wait)
-			return true, nil
+		var held bool
+		if epoch, held, err = c.fencePlanned(ctx, w, leaving, now, "failback to "+back); held || err != nil {
+			return held, err
 		}
 	}
 	err = c.write(ctx, w, func(b *meridianv1.ResourceBinding) {

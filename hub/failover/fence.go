@@ -100,6 +100,27 @@ func (c *Controller) release(ctx context.Context, w *workload, leaving []string,
 	return epoch, wait, dueAt, nil
 }
 
+// fencePlanned fences a singleton off clusters that keep their lease, for
+// a planned move that is decided (a failback, a policy change): each is
+// revoked, and Release asked until it commits. It returns the epoch the
+// move is written with, or held (the workload re-queued): Release said to
+// wait, or the Fence cannot revoke (logged, with what the move is).
+func (c *Controller) fencePlanned(ctx context.Context, w *workload, leaving []string, now time.Time, what string) (epoch int64, held bool, err error) {
+	epoch, wait, _, err := c.release(ctx, w, leaving, true, now, now)
+	switch {
+	case errors.Is(err, errNoRevoker):
+		c.log.Warn(what+" held", "workload", w.ID(), "why", err)
+		c.requeue(w.key, retryBlocked)
+		return 0, true, nil
+	case err != nil:
+		return 0, false, err
+	case wait > 0:
+		c.requeue(w.key, wait)
+		return 0, true, nil
+	}
+	return epoch, false, nil
+}
+
 // released is the epoch Release committed for the workload off cluster
 // that no binding write has carried yet (ok false if none, or if the
 // binding carries it now).

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meridian-fed/meridian/hub/failover"
@@ -37,6 +38,7 @@ type fixture struct {
 	t   *testing.T
 	ctx context.Context
 	st  storage.Interface
+	reg *prometheus.Registry // the controller's metrics
 }
 
 // start opens a store with the demo namespace and three clusters (dc-a1
@@ -51,7 +53,11 @@ func start(t *testing.T, fence failover.Fence, extra ...framework.Plugin) *fixtu
 	t.Cleanup(func() { st.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	t.Cleanup(cancel)
-	f := &fixture{t: t, ctx: ctx, st: st}
+	f := &fixture{t: t, ctx: ctx, st: st, reg: prometheus.NewRegistry()}
+	metrics, err := failover.NewMetrics(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n")
 	for _, c := range [][3]string{{"dc-a1", "region-a", "dc-a1"}, {"dc-a2", "region-a", "dc-a2"}, {"dc-b1", "region-b", "dc-b1"}} {
 		f.apply(fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", federation.ClusterNamespace(c[0])))
@@ -65,7 +71,7 @@ func start(t *testing.T, fence failover.Fence, extra ...framework.Plugin) *fixtu
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	inf := controller.NewInformerSet(st, log)
 	c, err := failover.New(failover.Config{Engine: engine, Store: st, Informers: inf, Fence: fence,
-		Recorder: controller.NewRecorder(st, "hub", log), Log: log})
+		Recorder: controller.NewRecorder(st, "hub", log), Log: log, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +81,31 @@ func start(t *testing.T, fence failover.Fence, extra ...framework.Plugin) *fixtu
 	go func() { c.Run(runCtx); done <- struct{}{} }()
 	t.Cleanup(func() { stop(); <-done; <-done })
 	return f
+}
+
+// counter is the value of the controller's counter name for the label
+// values labels (name=value), 0 if it has none yet.
+func (f *fixture) counter(name string, labels map[string]string) float64 {
+	f.t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 func (f *fixture) apply(yaml string) resource.Object {

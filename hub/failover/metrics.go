@@ -20,7 +20,10 @@ const (
 type Metrics struct {
 	failovers *prometheus.CounterVec
 	failbacks *prometheus.CounterVec
-	latency   prometheus.Histogram
+	// plannedMoves counts singletons a policy change moved off a
+	// cluster (planned.go).
+	plannedMoves *prometheus.CounterVec
+	latency      prometheus.Histogram
 }
 
 // NewMetrics makes the metrics and registers them on reg (if not nil).
@@ -30,12 +33,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Failover decisions per failed cluster, by result (moved, vetoed, blocked, error)."}, []string{"cluster", "result"}),
 		failbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_failbacks_total",
 			Help: "Failback steps per recovered cluster, by result (step, done)."}, []string{"cluster", "result"}),
+		plannedMoves: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_singleton_policy_moves_total",
+			Help: "Singletons a policy change moved off a cluster, fenced, by the cluster they left."}, []string{"cluster"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meridian_failover_decision_seconds",
 			Help:    "From the moment a move was due (the toleration over, and for a singleton the fence released) to the binding written.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.failovers, m.failbacks, m.latency} {
+		for _, c := range []prometheus.Collector{m.failovers, m.failbacks, m.plannedMoves, m.latency} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("failed to register failover metrics: %w", err)
 			}

@@ -2,7 +2,6 @@ package failover
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -37,19 +36,9 @@ func (c *Controller) plannedMove(ctx context.Context, w *workload, now time.Time
 	fenced := federation.IsSingleton(w.obj) && len(leaving) > 0
 	epoch := spec.GetFencingEpoch()
 	if fenced {
-		var wait time.Duration
-		epoch, wait, _, err = c.release(ctx, w, leaving, true, now, now)
-		if errors.Is(err, errNoRevoker) {
-			c.log.Warn("a singleton's move is held", "workload", w.ID(), "why", err)
-			c.requeue(w.key, retryBlocked)
-			return true, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		if wait > 0 {
-			c.requeue(w.key, wait)
-			return true, nil
+		var held bool
+		if epoch, held, err = c.fencePlanned(ctx, w, leaving, now, "a singleton's move by a policy change"); held || err != nil {
+			return held, err
 		}
 	}
 	moved := !sameTargets(from, to)
@@ -74,6 +63,9 @@ func (c *Controller) plannedMove(ctx context.Context, w *workload, now time.Time
 		c.dropReleased(w.key, epoch)
 	}
 	if moved {
+		for _, cl := range leaving {
+			c.metrics.plannedMoves.WithLabelValues(cl).Inc()
+		}
 		c.event(ctx, w.obj, controller.EventNormal, ReasonMoved, "%s", reason)
 	}
 	return true, nil

@@ -65,6 +65,9 @@ func TestPlannedMoveSingletonFenced(t *testing.T) {
 	if n := commits(calls); n != 1 {
 		t.Errorf("%d commits, want 1: %q", n, calls)
 	}
+	if n := f.counter("meridian_singleton_policy_moves_total", map[string]string{"cluster": "dc-a1"}); n != 1 {
+		t.Errorf("meridian_singleton_policy_moves_total{cluster=dc-a1} = %v, want 1", n)
+	}
 }
 
 // TestPlannedMoveOffUnreachableWaitsForLease: off a cluster that does not
