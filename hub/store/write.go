@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	"github.com/meridian-fed/meridian/proto/meridian/storage"
@@ -30,18 +32,34 @@ import (
 // A Secret's stringData is merged into its data, and not stored. obj is not
 // modified; Apply returns the stored object with its new resourceVersion.
 func (s *Store) Apply(ctx context.Context, obj resource.Object, opts ApplyOptions) (resource.Object, ApplyResult, error) {
-	return s.apply(ctx, obj, opts.DryRun, false)
+	return s.apply(ctx, obj, opts.DryRun, false, nil)
+}
+
+// ApplyCached is Apply (without dry run) for a caller that holds a copy
+// of the stored object — an informer's — or knows of none (cached nil):
+// the write is tried on that copy at once, conditional on its
+// resourceVersion (on the key being absent for nil), instead of after a
+// read. A stale copy costs what a lost race costs: the failed transaction
+// reads the stored state, and the apply is redone on it. An apply that
+// changes nothing on the copy is redone on the stored object. A
+// resourceVersion in obj makes it a plain Apply.
+func (s *Store) ApplyCached(ctx context.Context, obj, cached resource.Object) (resource.Object, ApplyResult, error) {
+	hint, ok := cachedState(cached)
+	if !ok || obj.GetMetadata().GetResourceVersion() != "" {
+		return s.apply(ctx, obj, false, false, nil)
+	}
+	return s.apply(ctx, obj, false, false, &hint)
 }
 
 // Create creates obj, as Apply would, but fails with ErrAlreadyExists if an
 // object of that kind, namespace and name exists. Controllers create what
 // they own with it, so that they never overwrite someone else's object.
 func (s *Store) Create(ctx context.Context, obj resource.Object) (resource.Object, error) {
-	out, _, err := s.apply(ctx, obj, false, true)
+	out, _, err := s.apply(ctx, obj, false, true, nil)
 	return out, err
 }
 
-func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOnly bool) (resource.Object, ApplyResult, error) {
+func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOnly bool, hint *state) (resource.Object, ApplyResult, error) {
 	r, err := ref(storage.CheckObjectKey(obj))
 	if err != nil {
 		return nil, 0, err
@@ -56,7 +74,10 @@ func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOn
 	// round trip if not (one round trip instead of two for every event,
 	// binding and Work the hub creates).
 	cur := state{nsExists: true}
-	if !createOnly || dryRun {
+	switch {
+	case hint != nil:
+		cur = *hint
+	case !createOnly || dryRun:
 		if cur, err = s.readState(ctx, r); err != nil {
 			return nil, 0, err
 		}
@@ -67,18 +88,18 @@ func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOn
 			result ApplyResult
 		)
 		switch {
-		case cur.kv == nil && wantRV != 0:
+		case !cur.exists() && wantRV != 0:
 			return nil, 0, fmt.Errorf("%s %w: the object does not exist, cannot apply with resourceVersion %d", r.key, ErrNotFound, wantRV)
-		case cur.kv == nil && !cur.nsExists:
+		case !cur.exists() && !cur.nsExists:
 			return nil, 0, fmt.Errorf("cannot create %s: namespace %q %w", r.key, r.key.Namespace, ErrNotFound)
-		case cur.kv == nil:
+		case !cur.exists():
 			next, result = storage.PrepareCreate(in, s.newUID(), s.now()), Created
 		case createOnly:
 			return nil, 0, fmt.Errorf("%s %w", r.key, ErrAlreadyExists)
-		case wantRV != 0 && wantRV != cur.kv.ModRevision:
-			return nil, 0, &ConflictError{Key: r.key.String(), Requested: wantRV, Current: cur.kv.ModRevision}
+		case wantRV != 0 && wantRV != cur.modRevision():
+			return nil, 0, &ConflictError{Key: r.key.String(), Requested: wantRV, Current: cur.modRevision()}
 		default:
-			old, err := decodeKV(r.kind, cur.kv)
+			old, err := cur.object(r.kind)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -86,14 +107,22 @@ func (s *Store) apply(ctx context.Context, obj resource.Object, dryRun, createOn
 			if next, changed, err = storage.PrepareApply(r.key, old, in); err != nil {
 				return nil, 0, err
 			}
+			if !changed && cur.cached {
+				// Nothing to do on the caller's copy; the stored object
+				// may say otherwise.
+				if cur, err = s.readState(ctx, r); err != nil {
+					return nil, 0, err
+				}
+				continue
+			}
 			if !changed {
 				return old, Unchanged, nil
 			}
 			result = Configured
 		}
 		if dryRun {
-			if cur.kv != nil {
-				resource.Meta(next).ResourceVersion = strconv.FormatInt(cur.kv.ModRevision, 10)
+			if cur.exists() {
+				resource.Meta(next).ResourceVersion = strconv.FormatInt(cur.modRevision(), 10)
 			}
 			return next, result, nil
 		}
@@ -137,17 +166,48 @@ func (s *Store) Update(ctx context.Context, kind *resource.Kind, namespace, name
 	if err != nil {
 		return nil, err
 	}
+	return s.update(ctx, r, cur, mutate)
+}
+
+// UpdateCached is Update for a caller that holds a copy of the stored
+// object (an informer's): mutate runs on that copy and the result is
+// written at once, conditional on its resourceVersion, instead of after a
+// read. A stale copy costs what a lost race costs (the failed transaction
+// reads the stored state, and mutate runs again on it); so does a mutate
+// that changes nothing on the copy.
+func (s *Store) UpdateCached(ctx context.Context, cached resource.Object, mutate func(resource.Object) error) (resource.Object, error) {
+	r, err := ref(storage.CheckObjectKey(cached))
+	if err != nil {
+		return nil, err
+	}
+	cur, ok := cachedState(cached)
+	if !ok || cur.rev == 0 {
+		if cur, err = s.readState(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	return s.update(ctx, r, cur, mutate)
+}
+
+// update is Update from the state cur.
+func (s *Store) update(ctx context.Context, r objectRef, cur state, mutate func(resource.Object) error) (resource.Object, error) {
 	for attempt := 1; ; attempt++ {
-		if cur.kv == nil {
+		if !cur.exists() {
 			return nil, fmt.Errorf("%s %w", r.key, ErrNotFound)
 		}
-		old, err := decodeKV(kind, cur.kv)
+		old, err := cur.object(r.kind)
 		if err != nil {
 			return nil, err
 		}
 		next, changed, err := storage.PrepareMutate(r.key, old, mutate)
 		if err != nil {
 			return nil, err
+		}
+		if !changed && cur.cached {
+			if cur, err = s.readState(ctx, r); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if !changed {
 			return old, nil
@@ -222,6 +282,43 @@ func (s *Store) Delete(ctx context.Context, kind *resource.Kind, namespace, name
 type state struct {
 	kv       *mvccpb.KeyValue
 	nsExists bool
+	// cached is set for a state the caller believes, not one read: its
+	// object (obj, at revision rev; absent if obj is nil). Nothing is
+	// concluded from it without a write conditional on it.
+	cached bool
+	obj    resource.Object
+	rev    int64
+}
+
+// cachedState is the state of a caller's copy of an object (nil: none).
+// ok is false if the copy has no usable resourceVersion.
+func cachedState(cached resource.Object) (state, bool) {
+	if cached == nil || reflect.ValueOf(cached).IsNil() {
+		return state{nsExists: true, cached: true}, true
+	}
+	rv, err := strconv.ParseInt(cached.GetMetadata().GetResourceVersion(), 10, 64)
+	if err != nil || rv <= 0 {
+		return state{}, false
+	}
+	// A copy of its own: what is written shares messages with it.
+	return state{nsExists: true, cached: true, obj: proto.Clone(cached).(resource.Object), rev: rv}, true
+}
+
+func (st state) exists() bool { return st.kv != nil || st.obj != nil }
+
+func (st state) modRevision() int64 {
+	if st.kv != nil {
+		return st.kv.ModRevision
+	}
+	return st.rev
+}
+
+// object is the object of an existing state.
+func (st state) object(kind *resource.Kind) (resource.Object, error) {
+	if st.obj != nil {
+		return st.obj, nil
+	}
+	return decodeKV(kind, st.kv)
 }
 
 // stateOps read the state of r: the object, and its namespace's existence.
@@ -264,7 +361,7 @@ func (s *Store) write(ctx context.Context, r objectRef, cur state, next resource
 		return false, 0, state{}, err
 	}
 	var cmps []clientv3.Cmp
-	if cur.kv == nil {
+	if !cur.exists() {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(r.etcd), "=", 0))
 		if nk := r.namespaceKey(); nk != "" {
 			// Checked in the same transaction, so that an object can never
@@ -272,7 +369,7 @@ func (s *Store) write(ctx context.Context, r objectRef, cur state, next resource
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nk), ">", 0))
 		}
 	} else {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(r.etcd), "=", cur.kv.ModRevision))
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(r.etcd), "=", cur.modRevision()))
 	}
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(r.etcd, string(val))).Else(r.stateOps()...).Commit()
 	if err != nil {
