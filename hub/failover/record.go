@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meridian-fed/meridian/hub/placement"
+	"github.com/meridian-fed/meridian/hub/store"
 	"github.com/meridian-fed/meridian/policies/framework"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
@@ -37,7 +38,9 @@ var errMoved = errors.New("the binding changed since it was read")
 func (c *Controller) write(ctx context.Context, w *workload, mutate func(b *meridianv1.ResourceBinding)) error {
 	md := w.binding.GetMetadata()
 	uid, gen := md.GetUid(), md.GetGeneration()
-	_, err := c.cfg.Store.Update(ctx, bindingKind, md.GetNamespace(), md.GetName(), func(o resource.Object) error {
+	// From the informer's copy: a failover of many workloads writes
+	// each binding in one etcd round trip instead of a read and a write.
+	_, err := store.UpdateFrom(ctx, c.cfg.Store, w.binding, func(o resource.Object) error {
 		b := o.(*meridianv1.ResourceBinding)
 		if b.GetMetadata().GetUid() != uid || b.GetMetadata().GetGeneration() != gen {
 			return errMoved

@@ -75,7 +75,7 @@ func (s *stages) report(b *testing.B) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		b.Logf("hub writes: %-40s %d", k, s.counts[k])
+		b.Logf("%-50s %d", k, s.counts[k])
 	}
 	for _, stage := range []string{"1-work-sent", "2-member-spec", "3-member-rs", "4-member-pods", "5-member-ready", "6-work-ready"} {
 		var ds []time.Duration
@@ -108,7 +108,7 @@ func (s *stages) report(b *testing.B) {
 
 // count counts the hub's writes of kind (all namespaces) by a reason
 // derived from the object.
-func (s *stages) count(ctx context.Context, st storage.Interface, kind string) {
+func (s *stages) count(ctx context.Context, st storage.Interface, who, kind string) {
 	k := resource.MustLookup(kind)
 	_, rev, err := st.List(ctx, k, "", nil)
 	if err != nil {
@@ -117,12 +117,25 @@ func (s *stages) count(ctx context.Context, st storage.Interface, kind string) {
 	ch := st.Watch(ctx, k, "", nil, rev)
 	prev := map[string]*meridianv1.ResourceBinding{}
 	prevW := map[string]*meridianv1.Work{}
+	prevO := map[string]resource.Object{} // other kinds: what changed
 	go func() {
 		for ev := range ch {
 			if ev.Object == nil {
 				continue
 			}
-			what := kind + " " + fmt.Sprint(ev.Type)
+			what := who + " writes: " + kind + " " + fmt.Sprint(ev.Type)
+			switch ev.Object.(type) {
+			case *meridianv1.Pod, *meridianv1.ReplicaSet, *meridianv1.Deployment:
+				key := ev.Object.GetMetadata().GetNamespace() + "/" + ev.Object.GetMetadata().GetName()
+				if p := prevO[key]; p != nil {
+					if p.GetMetadata().GetGeneration() != ev.Object.GetMetadata().GetGeneration() {
+						what += " spec"
+					} else {
+						what += " status/meta"
+					}
+				}
+				prevO[key] = ev.Object
+			}
 			if b, ok := ev.Object.(*meridianv1.ResourceBinding); ok {
 				if p := prev[b.GetMetadata().GetName()]; p != nil {
 					switch {
@@ -183,8 +196,11 @@ func startStages(ctx context.Context, f *fed, a2 storage.Interface) *stages {
 	s := &stages{at: map[string]map[string]time.Duration{}, counts: map[string]int{}}
 	for _, k := range []string{"ResourceBinding", "Work", "Deployment", "Event", "Cluster", "Lease"} {
 		if _, ok := resource.Lookup(k); ok {
-			s.count(ctx, f.hub.Store(), k)
+			s.count(ctx, f.hub.Store(), "hub", k)
 		}
+	}
+	for _, k := range []string{"Deployment", "ReplicaSet", "Pod", "Event"} {
+		s.count(ctx, a2, "dc-a2", k)
 	}
 	s.watch(ctx, f.hub.Store(), "Work", federation.ClusterNamespace("dc-a2"), func(o resource.Object) (string, string, bool) {
 		w := o.(*meridianv1.Work)

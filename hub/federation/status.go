@@ -87,7 +87,7 @@ func (w *statusWriter) sync(ctx context.Context, keys []string) []error {
 			st.Workload.Cluster = cluster
 		}
 		sts[i] = st
-		ms = append(ms, store.Mutation{Namespace: federation.ClusterNamespace(cluster), Name: work, Mutate: func(o resource.Object) error {
+		m := store.Mutation{Namespace: federation.ClusterNamespace(cluster), Name: work, Mutate: func(o resource.Object) error {
 			wk := o.(*meridianv1.Work)
 			if sameStatus(wk.GetStatus(), st) {
 				return nil
@@ -98,7 +98,13 @@ func (w *statusWriter) sync(ctx context.Context, keys []string) []error {
 			}
 			wk.Status = next
 			return nil
-		}})
+		}}
+		// The stream's copy saves a read; it is nil when the report
+		// came through a stream that has ended since.
+		if c := w.f.cachedWork(cluster, work); c != nil {
+			m.Cached = c
+		}
+		ms = append(ms, m)
 		idx = append(idx, i)
 	}
 	errs := make([]error, len(keys))
@@ -255,7 +261,7 @@ func (a *aggregator) mutation(key string) (*resource.Kind, store.Mutation, bool,
 	if proto.Equal(statusOf(want), statusOf(obj)) {
 		return nil, store.Mutation{}, false, nil
 	}
-	return k, store.Mutation{Namespace: ns, Name: name, Mutate: func(o resource.Object) error {
+	return k, store.Mutation{Namespace: ns, Name: name, Cached: obj, Mutate: func(o resource.Object) error {
 		if o.GetMetadata().GetUid() != uid {
 			return nil
 		}

@@ -34,6 +34,33 @@ type memberStream struct {
 	mu       sync.Mutex
 	inflight []int64       // revisions sent and not yet acknowledged, ascending
 	ackCh    chan struct{} // closed and replaced on every ack
+
+	// works is the cluster's Works as this stream's watch last saw them,
+	// by name: the status writer changes them from these copies instead
+	// of reading them first (a stale copy costs a retry).
+	worksMu sync.Mutex
+	works   map[string]*meridianv1.Work
+}
+
+// seen records w as the stream's watch saw it (deleted: gone).
+func (s *memberStream) seen(w *meridianv1.Work, deleted bool) {
+	s.worksMu.Lock()
+	defer s.worksMu.Unlock()
+	if s.works == nil {
+		s.works = map[string]*meridianv1.Work{}
+	}
+	if deleted {
+		delete(s.works, w.GetMetadata().GetName())
+		return
+	}
+	s.works[w.GetMetadata().GetName()] = w
+}
+
+// work is the stream's copy of the Work name, nil if it has none.
+func (s *memberStream) work(name string) *meridianv1.Work {
+	s.worksMu.Lock()
+	defer s.worksMu.Unlock()
+	return s.works[name]
 }
 
 func (s *memberStream) ack(rev int64) {
@@ -160,6 +187,18 @@ func (f *Federation) isCurrent(s *memberStream) bool {
 	return f.streams[s.cluster] == s
 }
 
+// cachedWork is this node's copy of a cluster's Work, from the cluster's
+// stream (nil if it has none).
+func (f *Federation) cachedWork(cluster, name string) *meridianv1.Work {
+	f.mu.Lock()
+	s := f.streams[cluster]
+	f.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.work(name)
+}
+
 // closeStream ends a cluster's stream on this node, if it has one.
 func (f *Federation) closeStream(cluster string) {
 	f.mu.Lock()
@@ -238,6 +277,12 @@ func (f *Federation) sendSnapshot(ctx context.Context, s *memberStream, stream m
 		return 0, status.Errorf(codes.Unavailable, "sync: list works: %v", err)
 	}
 	clear(sentGen)
+	s.worksMu.Lock()
+	s.works = make(map[string]*meridianv1.Work, len(items))
+	for _, o := range items {
+		s.works[o.GetMetadata().GetName()] = o.(*meridianv1.Work)
+	}
+	s.worksMu.Unlock()
 	if err := s.waitWindow(ctx, f.cfg.SyncWindow); err != nil {
 		return 0, err
 	}
@@ -300,11 +345,13 @@ func (f *Federation) streamChanges(ctx context.Context, s *memberStream, stream 
 				return rev, status.Errorf(codes.Unavailable, "sync: watch: %v", ev.Err)
 			case storage.Bookmark:
 			case storage.Deleted:
+				s.seen(ev.Object.(*meridianv1.Work), true)
 				w := wireWork(ev.Object.(*meridianv1.Work))
 				delete(sentGen, w.GetMetadata().GetName())
 				msg.Changes = append(msg.Changes, &meridianv1.WorkChange{Work: w, Deleted: true, Revision: ev.Revision})
 			default:
 				w := ev.Object.(*meridianv1.Work)
+				s.seen(w, false)
 				name, gen := w.GetMetadata().GetName(), w.GetMetadata().GetGeneration()
 				if g, ok := sentGen[name]; ok && g == gen {
 					break // a status change: nothing for the member to apply

@@ -143,8 +143,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.driver = d
 	// Several workers: one pod's slow stop (its grace period) must not hold
-	// up every other pod of the node.
-	a.ctrl = controller.New("agent/"+cfg.Node.Name, 8, a.sync, a.log)
+	// up every other pod of the node, and a pod's start waits on store
+	// commits, which concurrent syncs share.
+	a.ctrl = controller.New("agent/"+cfg.Node.Name, 32, a.sync, a.log)
 	mine := func(o resource.Object) bool {
 		return o.(*meridianv1.Pod).GetSpec().GetNodeName() == a.node.Name
 	}

@@ -85,8 +85,10 @@ const (
 // waits on two or three store writes (the ReplicaSet, an event, the
 // status), and the store commits concurrent writes together, so a failover
 // that scales hundreds of Deployments at once goes as fast as the workers
-// keep the store busy.
-const workers = 16
+// keep the store busy. Each waits on commits (fsyncs) most of the time,
+// so many are cheap; with 16, scaling trailed the Deployments arriving in
+// a failover of 1,000 by most of a second (docs/BENCHMARKS.md, stages).
+const workers = 64
 
 var (
 	deployKind = resource.MustLookup("Deployment")

@@ -30,8 +30,9 @@ const Name = "replicaset-controller"
 const (
 	// workers sync different ReplicaSets in parallel: a Deployment's
 	// rollout touches two at once, and a sync spends most of its time
-	// waiting on store writes, which the store commits together.
-	workers = 16
+	// waiting on store writes, which the store commits together (as for
+	// the Deployment controller's workers, many are cheap).
+	workers = 64
 	// burstReplicas bounds the pods one sync creates or deletes, as in
 	// Kubernetes; the next sync does the rest.
 	burstReplicas = 500
