@@ -57,11 +57,13 @@ const Prefix = "/meridian/objects/"
 const maxAttempts = 10
 
 // Store reads and writes typed objects in etcd. It is safe for concurrent
-// use; it holds no state but its client and options.
+// use; it holds no state but its client, options and the writes waiting to
+// be sent together (batch.go).
 type Store struct {
 	cli    *clientv3.Client
 	now    func() time.Time
 	newUID func() string
+	batch  *batcher // concurrent writes of single objects, sent together
 }
 
 // Option configures a Store.
@@ -80,7 +82,7 @@ func WithUIDGenerator(newUID func() string) Option {
 
 // New returns a Store over cli. The caller owns cli and closes it.
 func New(cli *clientv3.Client, opts ...Option) *Store {
-	s := &Store{cli: cli, now: time.Now, newUID: func() string { return uuid.NewString() }}
+	s := &Store{cli: cli, now: time.Now, newUID: func() string { return uuid.NewString() }, batch: &batcher{cli: cli}}
 	for _, o := range opts {
 		o(s)
 	}

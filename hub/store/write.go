@@ -371,14 +371,14 @@ func (s *Store) write(ctx context.Context, r objectRef, cur state, next resource
 	} else {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(r.etcd), "=", cur.modRevision()))
 	}
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(r.etcd, string(val))).Else(r.stateOps()...).Commit()
-	if err != nil {
+	t := &batchedTxn{key: r.etcd, cmps: cmps, then: []clientv3.Op{clientv3.OpPut(r.etcd, string(val))}, els: r.stateOps(), size: len(r.etcd) + len(val)}
+	if err := s.batch.do(ctx, t); err != nil {
 		return false, 0, state{}, fmt.Errorf("failed to write %s: %w", r.key, err)
 	}
-	if resp.Succeeded {
-		return true, resp.Header.Revision, state{}, nil
+	if t.succeeded {
+		return true, t.revision, state{}, nil
 	}
-	return false, 0, stateFrom(resp.Responses), nil
+	return false, 0, stateFrom(t.responses), nil
 }
 
 // retryState is the state to retry a lost read-modify-write on. The first
