@@ -24,7 +24,8 @@ import (
 // RTO of such a run is not the figure to report). Stages, for the
 // workloads that gain their moved replica on dc-a2: 1 the hub's Work for
 // dc-a2 asks for 2 replicas; 2 dc-a2's store has that Deployment; 3 its
-// ReplicaSet is scaled to 2; 4 its second pod Running; 5 the Deployment
+// ReplicaSet is scaled to 2; 3a-3c its second pod is created, bound to a
+// node, reported Pending; 4 it is Running; 5 the Deployment
 // reports 2 ready there; 6 the hub's Work status says so.
 type stages struct {
 	mu     sync.Mutex
@@ -77,7 +78,7 @@ func (s *stages) report(b *testing.B) {
 	for _, k := range keys {
 		b.Logf("%-50s %d", k, s.counts[k])
 	}
-	for _, stage := range []string{"1-work-sent", "2-member-spec", "3-member-rs", "4-member-pods", "5-member-ready", "6-work-ready"} {
+	for _, stage := range []string{"1-work-sent", "2-member-spec", "3-member-rs", "3a-pod-created", "3b-pod-bound", "3c-pod-pending", "4-member-pods", "5-member-ready", "6-work-ready"} {
 		var ds []time.Duration
 		for _, d := range s.at[stage] {
 			ds = append(ds, d)
@@ -234,7 +235,7 @@ func startStages(ctx context.Context, f *fed, a2 storage.Interface) *stages {
 	})
 	s.watch(ctx, a2, "Pod", "bench", func(o resource.Object) (string, string, bool) {
 		p := o.(*meridianv1.Pod)
-		if p.GetStatus().GetPhase() != "Running" || len(p.GetMetadata().GetOwnerReferences()) == 0 {
+		if len(p.GetMetadata().GetOwnerReferences()) == 0 {
 			return "", "", false
 		}
 		s.mu.Lock()
@@ -243,7 +244,18 @@ func startStages(ctx context.Context, f *fed, a2 storage.Interface) *stages {
 		// The owner is the ReplicaSet <deployment>-<hash>; a pod created
 		// after the stop is the moved replica.
 		rs := p.GetMetadata().GetOwnerReferences()[0].GetName()
-		return "4-member-pods", rs[:max(strings.LastIndex(rs, "-"), 0)], moved
+		name := rs[:max(strings.LastIndex(rs, "-"), 0)]
+		if !moved {
+			return "", "", false
+		}
+		s.mark("3a-pod-created", name)
+		if p.GetSpec().GetNodeName() != "" {
+			s.mark("3b-pod-bound", name)
+		}
+		if p.GetStatus().GetPhase() != "" && p.GetStatus().GetPhase() != "Running" {
+			s.mark("3c-pod-pending", name)
+		}
+		return "4-member-pods", name, p.GetStatus().GetPhase() == "Running"
 	})
 	s.mu.Lock()
 	s.start = time.Now()
