@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
@@ -182,13 +183,43 @@ func PrepareMutate(key resource.Key, old resource.Object, mutate func(resource.O
 // (equal objects are equal bytes), without resourceVersion, which the store
 // keeps as the object's mod revision. obj is not modified.
 func Encode(obj resource.Object) ([]byte, error) {
-	c := proto.Clone(obj).(resource.Object)
-	resource.Meta(c).ResourceVersion = ""
+	c := obj
+	if obj.GetMetadata().GetResourceVersion() != "" {
+		c = withoutResourceVersion(obj)
+	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode %s: %w", obj.ProtoReflect().Descriptor().FullName(), err)
 	}
 	return b, nil
+}
+
+// withoutResourceVersion is obj without its resourceVersion: a shallow
+// copy (its fields are obj's, its metadata a shallow copy too), cheaper
+// than a deep one for a write path that encodes every object it stores.
+// It is only read.
+func withoutResourceVersion(obj resource.Object) resource.Object {
+	md := obj.ProtoReflect().Descriptor().Fields().ByName("metadata")
+	rvf := (*meridianv1.ObjectMeta)(nil).ProtoReflect().Descriptor().Fields().ByName("resource_version")
+	if md == nil || md.Message() == nil || md.Message().FullName() != rvf.ContainingMessage().FullName() {
+		c := proto.Clone(obj).(resource.Object)
+		resource.Meta(c).ResourceVersion = ""
+		return c
+	}
+	c := shallowCopy(obj.ProtoReflect())
+	mc := shallowCopy(obj.ProtoReflect().Get(md).Message())
+	mc.Clear(rvf)
+	c.Set(md, protoreflect.ValueOfMessage(mc))
+	return c.Interface().(resource.Object)
+}
+
+func shallowCopy(m protoreflect.Message) protoreflect.Message {
+	c := m.New()
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		c.Set(fd, v)
+		return true
+	})
+	return c
 }
 
 // Decode reads an object of kind that Encode stored and sets its
