@@ -9,7 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// The batcher sends concurrent writes of single objects to etcd together:
+// The batcher sends concurrent writes (and deletes) of single objects to
+// etcd together:
 // the writes waiting when a sender is free go in one transaction, each
 // under its own conditions (a nested transaction per write, which etcd
 // evaluates on its own), so every write gets the answer it would get

@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 	"testing"
 
+	"github.com/meridian-fed/meridian/hub/store"
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	"github.com/meridian-fed/meridian/proto/meridian/storage/storagetest"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
@@ -116,6 +118,48 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestConcurrentDeletesBatched: deletes share transactions too, and each
+// gets its own answer (the deleted object, or ErrNotFound).
+func TestConcurrentDeletesBatched(t *testing.T) {
+	s, cli := newStore(t)
+	ctx := ctxT(t)
+	storagetest.MustApply(t, s, storagetest.Namespace("demo"))
+	const n = 100
+	for i := range n {
+		storagetest.MustApply(t, s, storagetest.ConfigMap("demo", fmt.Sprintf("c-%03d", i), nil))
+	}
+	txns := countTxns(cli)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make([]error, n+1)
+	for i := range n + 1 { // and one that does not exist
+		wg.Go(func() {
+			<-start
+			var got resource.Object
+			got, errs[i] = s.Delete(ctx, configMaps, "demo", fmt.Sprintf("c-%03d", i), "")
+			if errs[i] == nil && got.GetMetadata().GetName() != fmt.Sprintf("c-%03d", i) {
+				errs[i] = fmt.Errorf("deleted %s", got.GetMetadata().GetName())
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("delete c-%03d: %v", i, errs[i])
+		}
+	}
+	if !errors.Is(errs[n], store.ErrNotFound) {
+		t.Errorf("delete of a missing object: %v, want ErrNotFound", errs[n])
+	}
+	if left, _, err := s.List(ctx, configMaps, "demo", nil); err != nil || len(left) != 0 {
+		t.Errorf("left: %d, %v", len(left), err)
+	}
+	if got := txns.n.Load(); got >= n/2 {
+		t.Errorf("%d etcd transactions for %d concurrent deletes: want them batched", got, n+1)
+	}
 }
 
 // TestBatchedWriteCancelled: a writer that gives up gets its context's

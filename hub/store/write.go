@@ -254,22 +254,38 @@ func (s *Store) Delete(ctx context.Context, kind *resource.Kind, namespace, name
 			}
 		}
 	}
-	resp, err := s.cli.Txn(ctx).If(cmp).Then(ops...).Else(clientv3.OpGet(r.etcd)).Commit()
-	if err != nil {
-		return nil, fmt.Errorf("failed to delete %s: %w", r.key, err)
+	var (
+		succeeded bool
+		responses []*pb.ResponseOp
+		revision  int64
+	)
+	if kind == namespaceKind {
+		// Alone: etcd refuses a transaction that writes a key inside a
+		// range it deletes, which a batch could hold.
+		resp, err := s.cli.Txn(ctx).If(cmp).Then(ops...).Else(clientv3.OpGet(r.etcd)).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("failed to delete %s: %w", r.key, err)
+		}
+		succeeded, responses, revision = resp.Succeeded, resp.Responses, resp.Header.Revision
+	} else {
+		t := &batchedTxn{key: r.etcd, cmps: []clientv3.Cmp{cmp}, then: ops, els: []clientv3.Op{clientv3.OpGet(r.etcd)}, size: len(r.etcd)}
+		if err := s.batch.do(ctx, t); err != nil {
+			return nil, fmt.Errorf("failed to delete %s: %w", r.key, err)
+		}
+		succeeded, responses, revision = t.succeeded, t.responses, t.revision
 	}
-	if !resp.Succeeded {
-		kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if !succeeded {
+		kvs := responses[0].GetResponseRange().GetKvs()
 		if len(kvs) == 0 {
 			return nil, fmt.Errorf("%s %w", r.key, ErrNotFound)
 		}
 		return nil, &ConflictError{Key: r.key.String(), Requested: wantRV, Current: kvs[0].ModRevision}
 	}
-	prev := resp.Responses[0].GetResponseDeleteRange().GetPrevKvs()
+	prev := responses[0].GetResponseDeleteRange().GetPrevKvs()
 	if len(prev) == 0 {
 		return nil, fmt.Errorf("failed to delete %s: etcd returned no previous value", r.key)
 	}
-	obj, err := storage.Decode(kind, prev[0].Value, resp.Header.Revision)
+	obj, err := storage.Decode(kind, prev[0].Value, revision)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.key, err)
 	}
