@@ -59,6 +59,7 @@ type Member struct {
 	fenceHook exec.FenceHook
 
 	agents map[string]*agent.Agent // by node name; fixed after Start
+	rec    *controller.Recorder    // writes events in the background
 
 	cancel context.CancelFunc // stops everything Start started
 	wg     sync.WaitGroup     // the goroutines Start started
@@ -104,6 +105,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Member, err er
 
 	inf := controller.NewInformerSet(m.store, log)
 	rec := controller.NewRecorder(m.store, "member/"+cfg.Name, log)
+	m.rec = rec
 	runners := []runner{
 		replicaset.New(m.store, inf, rec, log),
 		deployment.New(m.store, inf, rec, log),
@@ -369,6 +371,15 @@ func (m *Member) Close() error {
 		for _, a := range m.agents {
 			a.Driver().Close()
 		}
+	}
+	if m.rec != nil {
+		// Events are written in the background: let those of the
+		// shutdown (pods stopped) reach the store before it closes.
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
+		if err := m.rec.Wait(ctx); err != nil {
+			m.log.Warn("events not written before shutdown", "err", err)
+		}
+		cancel()
 	}
 	var errs []error
 	m.mu.Lock()

@@ -197,6 +197,14 @@ func (f *Federation) Run(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	// Events are written in the background: let the last term's reach
+	// etcd before Run returns (a second at most: a node that lost etcd
+	// must not hold up its stepping down).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := rec.Wait(wctx); err != nil {
+		f.log.Warn("events not written before the controllers stopped", "err", err)
+	}
 }
 
 // AckedRevision is the last revision cluster acknowledged on this hub node.

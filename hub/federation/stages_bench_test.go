@@ -107,8 +107,8 @@ func (s *stages) report(b *testing.B) {
 	}
 }
 
-// count counts the hub's writes of kind (all namespaces) by a reason
-// derived from the object.
+// count counts the writes of kind (all namespaces) to st (who: "hub",
+// or a member's name) by a reason derived from the object.
 func (s *stages) count(ctx context.Context, st storage.Interface, who, kind string) {
 	k := resource.MustLookup(kind)
 	_, rev, err := st.List(ctx, k, "", nil)
