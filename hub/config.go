@@ -74,6 +74,10 @@ type Config struct {
 	// HeartbeatTimeout is how old a member's last heartbeat may be before
 	// it is Suspect. Default 15s (three missed 5 s heartbeats).
 	HeartbeatTimeout time.Duration `mapstructure:"heartbeat-timeout"`
+	// HealthInterval is how often cluster health is re-evaluated, for what
+	// only time changes (a heartbeat growing old). A Sync stream opening or
+	// closing and a gossip change are evaluated at once. Default 500ms.
+	HealthInterval time.Duration `mapstructure:"health-interval"`
 	// LeaseDuration is how long a member's singleton lease holds after it
 	// sent the renewal (see docs/failover.md, "Fencing"). Default 10s.
 	LeaseDuration time.Duration `mapstructure:"lease-duration"`
@@ -157,6 +161,7 @@ func DefaultConfig() Config {
 		Datacenter:              "default",
 		GossipProfile:           "same-dc",
 		HeartbeatTimeout:        15 * time.Second,
+		HealthInterval:          500 * time.Millisecond,
 		LeaseDuration:           10 * time.Second,
 		LeaseMargin:             2 * time.Second,
 		LeaderLease:             5 * time.Second,
@@ -250,6 +255,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatTimeout <= 0 {
 		bad("heartbeat-timeout", "must be positive, got %s", c.HeartbeatTimeout)
+	}
+	if c.HealthInterval <= 0 {
+		bad("health-interval", "must be positive, got %s", c.HealthInterval)
 	}
 	if c.LeaseDuration < 200*time.Millisecond {
 		bad("lease-duration", "must be at least 200ms, got %s", c.LeaseDuration)

@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	}
 	fcfg := federation.Config{
 		Store: h.store, CA: h.sec.ca, Tokens: h.sec.tokens, HubID: h.hubID, Version: version.Version,
-		HeartbeatTimeout: cfg.HeartbeatTimeout, Placement: h.pipe.engine, Registry: reg, Log: log,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, HealthInterval: cfg.HealthInterval, Placement: h.pipe.engine, Registry: reg, Log: log,
 		FailoverRate: cfg.FailoverRate, FailoverBurst: cfg.FailoverBurst,
 	}
 	if h.gsp != nil {

@@ -78,6 +78,7 @@ func addHubFlags(f *pflag.FlagSet, def hub.Config) {
 	f.StringSlice("gossip-secondary-keys", nil, "further gossip keys accepted during a rotation")
 	f.String("gossip-profile", def.GossipProfile, "gossip timings: same-dc, cross-region, dev (one machine) or test")
 	f.Duration("heartbeat-timeout", def.HeartbeatTimeout, "how old a member's last heartbeat may be before it is Suspect")
+	f.Duration("health-interval", def.HealthInterval, "how often cluster health is re-evaluated (a stream closing or a gossip change is evaluated at once)")
 	f.Duration("lease-duration", def.LeaseDuration, "how long a member's singleton lease holds after it renews (docs/failover.md, Fencing)")
 	f.Duration("lease-margin", def.LeaseMargin, "the hub's safety margin: a singleton moves only after its cluster's lease expired plus this")
 	f.Duration("leader-lease", def.LeaderLease, "the leading hub node's etcd session lease: a new leader takes over about this long after the leader dies (whole seconds, >= 2s)")

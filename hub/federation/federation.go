@@ -46,7 +46,8 @@ type Config struct {
 	// HeartbeatTimeout is how old a member's last heartbeat may be before
 	// the member is Suspect (default 15s).
 	HeartbeatTimeout time.Duration
-	// HealthInterval is how often cluster health is evaluated (default 500ms).
+	// HealthInterval is how often cluster health is evaluated besides the
+	// evaluations a stream or gossip change triggers (default 500ms).
 	HealthInterval time.Duration
 	// SyncWindow is how many unacknowledged batches a member may have in
 	// flight (default 64).

@@ -19,19 +19,61 @@ import (
 // member has no Sync stream. It writes the Ready condition (True, Unknown,
 // False) on the Cluster, records an Event on every change, and exports
 // meridian_cluster_health.
+//
+// It evaluates at once when a signal changes — a Sync stream opens or
+// closes (the Cluster's Connected condition), a cluster is added or
+// removed, gossip reports a node joining, suspected, dead or gone — and
+// every HealthInterval besides, for what only time changes (a heartbeat
+// growing old). A member whose process dies is Unreachable as soon as its
+// stream is seen closed, not up to one interval later: that is part of
+// every failover's recovery time.
 type healthController struct {
 	f        *Federation
 	inf      *controller.InformerSet
 	clusters *controller.Informer
 	rec      *controller.Recorder
 	last     map[string]gossip.Health
+	// kick asks run for an evaluation now (capacity 1: kicks that come
+	// while one is pending are one evaluation).
+	kick chan struct{}
+}
+
+// gossipEvents is the part of the gossip layer that reports changes as
+// they happen (gossip.Gossip has it).
+type gossipEvents interface {
+	Subscribe() (<-chan gossip.Event, func())
 }
 
 func newHealthController(f *Federation, inf *controller.InformerSet, rec *controller.Recorder) *healthController {
-	return &healthController{f: f, inf: inf, clusters: inf.For(clusterKind), rec: rec, last: map[string]gossip.Health{}}
+	h := &healthController{f: f, inf: inf, clusters: inf.For(clusterKind), rec: rec, last: map[string]gossip.Health{}, kick: make(chan struct{}, 1)}
+	h.clusters.AddHandler(controller.Handler{
+		OnAdd: func(resource.Object) { h.poke() },
+		OnUpdate: func(old, o resource.Object) {
+			// Not on heartbeats, nor on the controller's own writes.
+			if conditionStatus(old.(*meridianv1.Cluster), condConnected) != conditionStatus(o.(*meridianv1.Cluster), condConnected) {
+				h.poke()
+			}
+		},
+		OnDelete: func(resource.Object) { h.poke() },
+	})
+	return h
+}
+
+// poke asks for an evaluation as soon as run can make one.
+func (h *healthController) poke() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (h *healthController) run(ctx context.Context) {
+	var events <-chan gossip.Event
+	if g, ok := h.f.cfg.Gossip.(gossipEvents); ok {
+		ch, cancel := g.Subscribe()
+		defer cancel()
+		events = ch
+	}
 	if !h.inf.WaitForSync(ctx) {
 		return
 	}
@@ -43,6 +85,11 @@ func (h *healthController) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-h.kick:
+		case _, ok := <-events:
+			if !ok {
+				events = nil // gossip closed: the stream and the ticker remain
+			}
 		}
 	}
 }
