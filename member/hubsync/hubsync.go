@@ -51,6 +51,7 @@ const (
 const (
 	DefaultHeartbeatInterval = 5 * time.Second
 	DefaultStatusInterval    = 200 * time.Millisecond
+	DefaultStatusQuiet       = 20 * time.Millisecond
 	DefaultMinBackoff        = 100 * time.Millisecond
 	DefaultMaxBackoff        = 5 * time.Second
 	// MaxRecvMsgSize bounds one message from the hub (a snapshot chunk of
@@ -97,9 +98,14 @@ type Config struct {
 	Informers *controller.InformerSet
 	// HeartbeatInterval is the period of heartbeats (default 5s).
 	HeartbeatInterval time.Duration
-	// StatusInterval is the period over which status changes are coalesced
-	// into one report (default 200ms).
+	// StatusInterval is how long status changes are coalesced into one
+	// report (default 200ms). After a quiet spell (no report for
+	// StatusInterval), a report goes sooner, once no change came for
+	// StatusQuiet (default 20ms): a few changes reach the hub within
+	// milliseconds, a stream of them (a failover of many workloads) in a
+	// report every StatusInterval.
 	StatusInterval time.Duration
+	StatusQuiet    time.Duration
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms
 	// and 5s); it doubles after every failed attempt, with jitter.
 	MinBackoff, MaxBackoff time.Duration
@@ -242,6 +248,9 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = DefaultStatusInterval
+	}
+	if cfg.StatusQuiet <= 0 {
+		cfg.StatusQuiet = min(DefaultStatusQuiet, cfg.StatusInterval)
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = DefaultMinBackoff

@@ -384,9 +384,37 @@ func (s *session) heartbeatLoop(ctx context.Context) error {
 	}
 }
 
+// coalesce lets more status changes come after the first, for
+// StatusInterval; when quiet, only until none came for StatusQuiet, if
+// that is sooner. It reports false if ctx ended.
+func (s *session) coalesce(ctx context.Context, notify <-chan struct{}, timer *time.Timer, quiet bool) bool {
+	first := time.Now()
+	last := first
+	for {
+		now := time.Now()
+		d := first.Add(s.c.cfg.StatusInterval).Sub(now)
+		if quiet {
+			d = min(d, last.Add(s.c.cfg.StatusQuiet).Sub(now))
+		}
+		timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-notify:
+			last = time.Now() // Reset discards a fire not received (Go 1.23 timers)
+		}
+	}
+}
+
 // statusLoop sends a full status report once the tracker has listed every
-// kind, then the reports that changed, coalesced over StatusInterval, each
-// only if it differs from what this stream last sent.
+// kind, then the reports that changed, each only if it differs from what
+// this stream last sent. Changes are coalesced (coalesce): after a quiet
+// spell (no report for StatusInterval), a report goes once the changes
+// pause for StatusQuiet, so that a few changes reach the hub within
+// milliseconds; while reports keep going, one goes every StatusInterval,
+// which bounds what a failover of many workloads costs the hub.
 func (s *session) statusLoop(ctx context.Context) error {
 	t := s.c.track
 	if !t.waitSynced(ctx) {
@@ -403,18 +431,15 @@ func (s *session) statusLoop(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	<-timer.C
 	defer timer.Stop()
+	var sentAt time.Time // the full report does not count: the first change goes soon
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.notify:
 		}
-		// Let more changes come for StatusInterval, then send them at once.
-		timer.Reset(s.c.cfg.StatusInterval)
-		select {
-		case <-ctx.Done():
+		if !s.coalesce(ctx, t.notify, timer, time.Since(sentAt) >= s.c.cfg.StatusInterval) {
 			return nil
-		case <-timer.C:
 		}
 		var works []*meridianv1.WorkStatusReport
 		for w, r := range t.takeDirty() {
@@ -435,5 +460,6 @@ func (s *session) statusLoop(ctx context.Context) error {
 		if stop, err := s.sendLoopMsg(&meridianv1.SyncRequest{Message: &meridianv1.SyncRequest_Status{Status: &meridianv1.StatusReport{Works: works}}}); stop {
 			return err
 		}
+		sentAt = time.Now()
 	}
 }
