@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,17 @@ spec:
 			b.Fatal(err)
 		}
 		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
+	if path := os.Getenv("MERIDIAN_BENCH_TRACE"); path != "" {
+		// An execution trace of the failover window (go tool trace).
+		tf, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := trace.Start(tf); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { trace.Stop(); tf.Close() }()
 	}
 	var sg *stages
 	if os.Getenv("MERIDIAN_BENCH_STAGES") != "" {

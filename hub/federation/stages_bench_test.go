@@ -78,7 +78,7 @@ func (s *stages) report(b *testing.B) {
 	for _, k := range keys {
 		b.Logf("%-50s %d", k, s.counts[k])
 	}
-	for _, stage := range []string{"1-work-sent", "2-member-spec", "3-member-rs", "3a-pod-created", "3b-pod-bound", "3c-pod-pending", "4-member-pods", "5-member-ready", "6-work-ready"} {
+	for _, stage := range []string{"0-unreachable", "1-work-sent", "2-member-spec", "3-member-rs", "3a-pod-created", "3b-pod-bound", "3c-pod-pending", "4-member-pods", "5-member-ready", "6-work-ready"} {
 		var ds []time.Duration
 		for _, d := range s.at[stage] {
 			ds = append(ds, d)
@@ -256,6 +256,14 @@ func startStages(ctx context.Context, f *fed, a2 storage.Interface) *stages {
 			s.mark("3c-pod-pending", name)
 		}
 		return "4-member-pods", name, p.GetStatus().GetPhase() == "Running"
+	})
+	s.watch(ctx, f.hub.Store(), "Cluster", "", func(o resource.Object) (string, string, bool) {
+		for _, c := range o.(*meridianv1.Cluster).GetStatus().GetConditions() {
+			if c.GetType() == "Ready" && c.GetStatus() != "True" {
+				return "0-unreachable", o.GetMetadata().GetName(), true
+			}
+		}
+		return "", "", false
 	})
 	s.mu.Lock()
 	s.start = time.Now()
