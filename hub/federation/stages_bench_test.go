@@ -132,7 +132,7 @@ func (s *stages) count(ctx context.Context, st storage.Interface, who, kind stri
 					if p.GetMetadata().GetGeneration() != ev.Object.GetMetadata().GetGeneration() {
 						what += " spec"
 					} else {
-						what += " status/meta"
+						what += " status/meta " + statusDiff(p, ev.Object)
 					}
 				}
 				prevO[key] = ev.Object
@@ -269,4 +269,23 @@ func startStages(ctx context.Context, f *fed, a2 storage.Interface) *stages {
 	s.start = time.Now()
 	s.mu.Unlock()
 	return s
+}
+
+// statusDiff names the fields of the status that differ between a and b
+// ("[replicas,conditions]").
+func statusDiff(a, b resource.Object) string {
+	fd := a.ProtoReflect().Descriptor().Fields().ByName("status")
+	if fd == nil {
+		return ""
+	}
+	sa, sb := a.ProtoReflect().Get(fd).Message(), b.ProtoReflect().Get(fd).Message()
+	var out []string
+	fields := fd.Message().Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		if !sa.Get(f).Equal(sb.Get(f)) {
+			out = append(out, string(f.Name()))
+		}
+	}
+	return "[" + strings.Join(out, ",") + "]"
 }

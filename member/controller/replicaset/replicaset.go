@@ -168,52 +168,69 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 
 	var manageErr error
 	if ok, wait := c.exp.Satisfied(key); ok {
-		manageErr = c.manage(ctx, key, rs, active, ended)
+		var created []*meridianv1.Pod
+		created, manageErr = c.manage(ctx, key, rs, active, ended)
+		// The pods it created are replicas already (they are stored):
+		// counted now, the status takes one write less per scale-up, and
+		// so does the owner's (a Deployment's status follows it).
+		active = append(active, created...)
 	} else {
 		// Its last writes are not in the cache yet; their events will
-		// queue it again. Look anyway when the expectations lapse.
+		// queue it again. Look anyway when the expectations lapse. The
+		// status waits too: counted from this cache, it would take back
+		// the pods the last sync created and counted.
 		c.ctrl.Queue.AddAfter(key, wait)
+		return errors.Join(gcErr, claimErr)
 	}
 	statusErr := c.updateStatus(ctx, rs, active, manageErr)
 	return errors.Join(gcErr, claimErr, manageErr, statusErr)
 }
 
 // manage creates or deletes pods so that active has spec.replicas pods,
-// and deletes pods that have ended so that they are replaced.
-func (c *Controller) manage(ctx context.Context, key string, rs *meridianv1.ReplicaSet, active, ended []*meridianv1.Pod) error {
+// and deletes pods that have ended so that they are replaced. It returns
+// the pods it created.
+func (c *Controller) manage(ctx context.Context, key string, rs *meridianv1.ReplicaSet, active, ended []*meridianv1.Pod) ([]*meridianv1.Pod, error) {
 	desired := 1
 	if r := rs.GetSpec().Replicas; r != nil {
 		desired = int(*r)
 	}
-	var errs []error
+	var (
+		errs    []error
+		created []*meridianv1.Pod
+	)
 	if len(ended) > 0 {
 		errs = append(errs, c.deletePods(ctx, key, rs, ended, "ended"))
 	}
 	switch diff := len(active) - desired; {
 	case diff < 0:
-		errs = append(errs, c.createPods(ctx, key, rs, min(-diff, burstReplicas)))
+		var err error
+		created, err = c.createPods(ctx, key, rs, min(-diff, burstReplicas))
+		errs = append(errs, err)
 	case diff > 0:
 		victims := append([]*meridianv1.Pod(nil), active...)
 		podutil.SortForDeletion(victims)
 		errs = append(errs, c.deletePods(ctx, key, rs, victims[:min(diff, burstReplicas)], "surplus"))
 	}
-	return errors.Join(errs...)
+	return created, errors.Join(errs...)
 }
 
 // createPods creates n pods from the template, expecting each before it
-// is written.
-func (c *Controller) createPods(ctx context.Context, key string, rs *meridianv1.ReplicaSet, n int) error {
+// is written, and returns those it created.
+func (c *Controller) createPods(ctx context.Context, key string, rs *meridianv1.ReplicaSet, n int) ([]*meridianv1.Pod, error) {
 	names := make([]string, n)
 	for i := range names {
 		names[i] = podutil.GenerateName(rs.GetMetadata().GetName())
 	}
 	c.exp.ExpectCreations(key, names...)
+	made := make([]*meridianv1.Pod, n) // by index: the batches run in parallel
 	done, failed, err := podutil.SlowStartBatch(n, podutil.SlowStartInitialBatch, func(i int) error {
 		pod := podutil.NewPod(rs.GetSpec().GetTemplate(), rs, names[i])
-		if _, err := c.st.Create(ctx, pod); err != nil {
+		stored, err := c.st.Create(ctx, pod)
+		if err != nil {
 			c.exp.CreationObserved(key, names[i])
 			return fmt.Errorf("failed to create pod %s: %w", names[i], err)
 		}
+		made[i], _ = stored.(*meridianv1.Pod)
 		c.event(ctx, rs, controller.EventNormal, ReasonSuccessfulCreate, "Created pod: %s", names[i])
 		return nil
 	})
@@ -224,7 +241,13 @@ func (c *Controller) createPods(ctx context.Context, key string, rs *meridianv1.
 	if err != nil {
 		c.event(ctx, rs, controller.EventWarning, ReasonFailedCreate, "Error creating: %v", err)
 	}
-	return err
+	created := make([]*meridianv1.Pod, 0, n)
+	for _, p := range made {
+		if p != nil {
+			created = append(created, p)
+		}
+	}
+	return created, err
 }
 
 // deletePods deletes pods (if each is still the pod the cache showed;
@@ -241,7 +264,8 @@ func (c *Controller) deletePods(ctx context.Context, key string, rs *meridianv1.
 }
 
 // updateStatus writes the status computed from active (the pods as the
-// sync found them; the next sync counts what it changed) if it differs.
+// sync found them and those it created; the next sync counts what else it
+// changed) if it differs.
 func (c *Controller) updateStatus(ctx context.Context, rs *meridianv1.ReplicaSet, active []*meridianv1.Pod, manageErr error) error {
 	now := c.now()
 	counts := podutil.Count(active, rs.GetSpec().GetMinReadySeconds(), now)

@@ -232,3 +232,33 @@ func TestInvalidSelectorCreatesNothing(t *testing.T) {
 		t.Fatalf("%d pods created for a selector that does not match the template", n)
 	}
 }
+
+// TestStatusCountsThePodsItCreated: the status a scale-up writes already
+// counts the pods the sync created, instead of a status of the old count
+// first and the new one a sync later (one status write less per scale-up,
+// for the ReplicaSet and for the Deployment that follows it). No kubelet
+// runs, so nothing but the creations changes the status.
+func TestStatusCountsThePodsItCreated(t *testing.T) {
+	env := podtest.NewEnv(t)
+	c := New(env.Store, env.Informers, env.Recorder, env.Log)
+	env.Start(c.Run)
+	_, from, err := env.Store.List(env.Ctx(), resource.MustLookup("ReplicaSet"), podtest.Namespace, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsw := env.Store.Watch(env.Ctx(), resource.MustLookup("ReplicaSet"), podtest.Namespace, nil, from)
+	env.Apply(newRS("web", 3))
+	podtest.WaitFor(t, wait, "web's status to count 3 pods", func() bool {
+		return rsStatus(env, "web").GetReplicas() == 3
+	})
+	last := env.Get(podtest.ReplicaSets, "web").GetMetadata().GetResourceVersion()
+	for ev := range rsw {
+		st := ev.Object.(*meridianv1.ReplicaSet).GetStatus()
+		if st.GetObservedGeneration() > 0 && st.GetReplicas() != 3 {
+			t.Errorf("a status of %d replicas was written after the sync that created 3: %v", st.GetReplicas(), st)
+		}
+		if ev.Object.GetMetadata().GetResourceVersion() == last {
+			break
+		}
+	}
+}
