@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
@@ -55,5 +57,70 @@ func TestStatusUnderChurnEveryInterval(t *testing.T) {
 	// One report per interval, and one for the last window.
 	if got, most := j-i, int(elapsed/cfg.StatusInterval)+2; got > most {
 		t.Errorf("%d changes over %s made %d reports, want at most %d", changes, elapsed.Round(time.Millisecond), got, most)
+	}
+}
+
+// TestStatusNotSentForNewConditionTimesAlone: a status change that only
+// restamps a condition (same status, reason and message) is not reported
+// on its own; the new time goes with the next change that says something.
+func TestStatusNotSentForNewConditionTimesAlone(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	_, s, _ := e.start(t, e.config())
+	s.sendSnapshot(t, 5, 500,
+		work(namespace("demo", false), 1),
+		work(deployment("demo", "web", false, 2), 7),
+		work(deployment("demo", "api", false, 1), 1),
+	)
+	s.waitAck(t, 5)
+	setProgressing := func(name string, at time.Time, ready int32) {
+		t.Helper()
+		if _, err := e.st.Update(ctx, kDeployment, "demo", name, func(o resource.Object) error {
+			o.(*meridianv1.Deployment).Status = &meridianv1.DeploymentStatus{
+				ObservedGeneration: 1, Replicas: 2, ReadyReplicas: ready,
+				Conditions: []*meridianv1.Condition{{Type: "Progressing", Status: "True", Reason: "ReplicaSetUpdated",
+					Message: "progressing", LastTransitionTime: timestamppb.New(at)}},
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Unix(1_700_000_000, 0)
+	setProgressing("web", t0, 1)
+	i := s.waitReport(t, 0, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
+		return w.GetStatus().GetWorkload().GetReadyReplicas() == 1
+	})
+	// Restamped alone, then a change of api: web must not be in a report
+	// up to api's.
+	setProgressing("web", t0.Add(time.Second), 1)
+	if _, err := e.st.Update(ctx, kDeployment, "demo", "api", func(o resource.Object) error {
+		o.(*meridianv1.Deployment).Status = &meridianv1.DeploymentStatus{Replicas: 1, ReadyReplicas: 1}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	j := s.waitReport(t, i+1, "deployment.demo.api", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
+		return w.GetStatus().GetWorkload().GetReadyReplicas() == 1
+	})
+	for _, r := range s.reportsCopy()[i+1 : j+1] {
+		for _, w := range r.GetWorks() {
+			if w.GetWork() == "deployment.demo.web" {
+				t.Errorf("a report of web whose conditions were only restamped: %v", w)
+			}
+		}
+	}
+	// The next real change carries the new time.
+	setProgressing("web", t0.Add(2*time.Second), 2)
+	k := s.waitReport(t, j+1, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
+		return w.GetStatus().GetWorkload().GetReadyReplicas() == 2
+	})
+	for _, w := range s.reportsCopy()[k].GetWorks() {
+		if w.GetWork() != "deployment.demo.web" {
+			continue
+		}
+		if c := w.GetStatus().GetWorkload().GetConditions(); len(c) != 1 || !c[0].GetLastTransitionTime().AsTime().Equal(t0.Add(2*time.Second)) {
+			t.Errorf("conditions reported with the change: %v, want Progressing at %s", c, t0.Add(2*time.Second))
+		}
 	}
 }

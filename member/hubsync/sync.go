@@ -384,6 +384,28 @@ func (s *session) heartbeatLoop(ctx context.Context) error {
 	}
 }
 
+// sameReport reports whether r says nothing new over sent: equal, or
+// equal but for when conditions last changed (a Deployment's Progressing
+// condition is restamped at every step of a rollout, with the same status,
+// reason and message). Such a report is not worth a write on the hub and
+// an aggregation; the new times go with the next report that changes
+// something.
+func sameReport(r, sent *meridianv1.WorkStatusReport) bool {
+	if sent == nil || proto.Equal(r, sent) {
+		return sent != nil
+	}
+	a, b := proto.Clone(r).(*meridianv1.WorkStatusReport), proto.Clone(sent).(*meridianv1.WorkStatusReport)
+	for _, x := range []*meridianv1.WorkStatusReport{a, b} {
+		for _, c := range x.GetStatus().GetConditions() {
+			c.LastTransitionTime = nil
+		}
+		for _, c := range x.GetStatus().GetWorkload().GetConditions() {
+			c.LastTransitionTime = nil
+		}
+	}
+	return proto.Equal(a, b)
+}
+
 // coalesce lets more status changes come after the first, for
 // StatusInterval; when quiet, only until none came for StatusQuiet, if
 // that is sooner. It reports false if ctx ended.
@@ -447,7 +469,7 @@ func (s *session) statusLoop(ctx context.Context) error {
 				delete(sent, w)
 				continue
 			}
-			if proto.Equal(r, sent[w]) {
+			if sameReport(r, sent[w]) {
 				continue
 			}
 			sent[w] = r
