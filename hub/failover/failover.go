@@ -57,8 +57,10 @@ const (
 
 // Defaults of Config.
 const (
-	DefaultRate  = 1000
-	DefaultBurst = 1000
+	// DefaultUnreachablePurgeDelay: Config.UnreachablePurgeDelay.
+	DefaultUnreachablePurgeDelay = 5 * time.Second
+	DefaultRate                  = 1000
+	DefaultBurst                 = 1000
 	// MaxHistory is how many moves a binding's status.history keeps.
 	MaxHistory = 20
 	// retryBlocked is when a failover that found no placement, or was
@@ -95,6 +97,11 @@ type Config struct {
 	Rate  float64
 	Burst int
 	Log   *slog.Logger
+	// UnreachablePurgeDelay is how long after a move the evicted copy on
+	// a cluster that is still Unreachable waits for its purge, once its
+	// replacements are ready (default DefaultUnreachablePurgeDelay; a
+	// cluster that comes back is purged at once).
+	UnreachablePurgeDelay time.Duration
 	// Workers is how many bindings are handled at once (default 32: each
 	// move is an etcd round trip, and a failed cluster moves many).
 	Workers int
@@ -149,6 +156,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.UnreachablePurgeDelay <= 0 {
+		cfg.UnreachablePurgeDelay = DefaultUnreachablePurgeDelay
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics, _ = NewMetrics(nil) // registers nothing: cannot fail

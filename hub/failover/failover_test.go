@@ -104,6 +104,41 @@ func TestFailoverGracefulSameRegion(t *testing.T) {
 	}
 }
 
+// TestPurgeOfUnreachableCopyWaits: once the replacements are ready, the
+// copy on a cluster that is still Unreachable is purged no sooner than
+// UnreachablePurgeDelay after the move (during a datacenter's failover,
+// the moves come first); a cluster that comes back is purged at once.
+func TestPurgeOfUnreachableCopyWaits(t *testing.T) {
+	const delay = 2 * time.Second
+	f := startWith(t, func(c *failover.Config) { c.UnreachablePurgeDelay = delay }, nil)
+	f.apply(policy("fast", "tolerationSeconds: 1"))
+	f.place("web", 9, "fast", "dc-a1=3,dc-a2=3,dc-b1=3")
+	f.label("web", "fast")
+	f.setHealth("dc-a1", "Unreachable", 0)
+	b := f.waitTargets("web", "dc-a2=6,dc-b1=3")
+	since := b.GetSpec().GetEvicting()[0].GetSince().AsTime()
+	f.serve("web")
+	f.eventually("the eviction to end", func() (bool, string) {
+		return len(f.binding("web").GetSpec().GetEvicting()) == 0, ""
+	})
+	if ended := time.Now(); ended.Before(since.Add(delay)) {
+		t.Errorf("the copy on dc-a1 was purged %s after the move, want %s or more", ended.Sub(since), delay)
+	}
+
+	// With a delay of an hour, a cluster that comes back is purged at once.
+	f = startWith(t, func(c *failover.Config) { c.UnreachablePurgeDelay = time.Hour }, nil)
+	f.apply(policy("fast", "tolerationSeconds: 1"))
+	f.place("web", 9, "fast", "dc-a1=3,dc-a2=3,dc-b1=3")
+	f.label("web", "fast")
+	f.setHealth("dc-a1", "Unreachable", 0)
+	f.waitTargets("web", "dc-a2=6,dc-b1=3")
+	f.serve("web")
+	f.setHealth("dc-a1", "Ready", 0)
+	f.eventually("the eviction to end once dc-a1 is back", func() (bool, string) {
+		return len(f.binding("web").GetSpec().GetEvicting()) == 0, ""
+	})
+}
+
 // TestFailoverImmediatelyAndDisabled: purgeMode Immediately moves without
 // an eviction; disabled keeps the workload where it is (checked once the
 // other workload, enqueued by the same health change, has moved).

@@ -46,6 +46,14 @@ type fixture struct {
 // runs a failover controller over it with the built-in plugins and extra.
 func start(t *testing.T, fence failover.Fence, extra ...framework.Plugin) *fixture {
 	t.Helper()
+	return startWith(t, nil, fence, extra...)
+}
+
+// startWith is start with the controller's config changed by mutate. The
+// purge of an Unreachable cluster's copy waits 100 ms unless mutate says
+// otherwise (the default 5 s would only slow the tests down).
+func startWith(t *testing.T, mutate func(*failover.Config), fence failover.Fence, extra ...framework.Plugin) *fixture {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -70,8 +78,12 @@ func start(t *testing.T, fence failover.Fence, extra ...framework.Plugin) *fixtu
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	inf := controller.NewInformerSet(st, log)
-	c, err := failover.New(failover.Config{Engine: engine, Store: st, Informers: inf, Fence: fence,
-		Recorder: controller.NewRecorder(st, "hub", log), Log: log, Metrics: metrics})
+	cfg := failover.Config{Engine: engine, Store: st, Informers: inf, Fence: fence,
+		Recorder: controller.NewRecorder(st, "hub", log), Log: log, Metrics: metrics, UnreachablePurgeDelay: 100 * time.Millisecond}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c, err := failover.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

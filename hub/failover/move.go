@@ -23,7 +23,11 @@ const evictionRecheck = 5 * time.Second
 
 // endEvictions ends the graceful evictions that are over: the
 // replacements are ready on every target, the grace period passed, or the
-// policy purges immediately. done reports that it wrote the binding (the
+// policy purges immediately. The copy on a cluster that is still
+// Unreachable is purged no sooner than UnreachablePurgeDelay after the
+// move: that purge (a binding write, an event, the Work's delete) reaches
+// no one until the cluster is back, and when a datacenter fails, the
+// writes of the moves still to make come first. done reports that it wrote the binding (the
 // write brings the binding back for the next phase).
 func (c *Controller) endEvictions(ctx context.Context, w *workload, now time.Time) (done bool, err error) {
 	ev := w.binding.GetSpec().GetEvicting()
@@ -37,6 +41,12 @@ func (c *Controller) endEvictions(ctx context.Context, w *workload, now time.Tim
 		switch {
 		case w.behavior.Immediately:
 			ended[e.GetCluster()] = "the policy purges immediately"
+		case ready && w.clusters[e.GetCluster()].health == framework.HealthUnreachable &&
+			now.Before(e.GetSince().AsTime().Add(c.cfg.UnreachablePurgeDelay)):
+			// The cluster cannot hear the purge yet: it yields to the
+			// moves of a failover still under way, and goes at once
+			// if the cluster comes back (its health queues this binding).
+			c.requeue(w.key, e.GetSince().AsTime().Add(c.cfg.UnreachablePurgeDelay).Sub(now))
 		case ready:
 			ended[e.GetCluster()] = "the replacements are ready"
 		case !now.Before(end):
