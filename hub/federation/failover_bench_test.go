@@ -3,6 +3,7 @@ package federation_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
@@ -117,28 +118,10 @@ spec:
 	tr := newRTOTracker(b, f, n)
 
 	b.StartTimer()
-	if path := os.Getenv("MERIDIAN_BENCH_CPUPROFILE"); path != "" {
-		// The failover window alone (-cpuprofile would also take the setup).
-		pf, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			b.Fatal(err)
-		}
-		defer func() { pprof.StopCPUProfile(); pf.Close() }()
-	}
-	if path := os.Getenv("MERIDIAN_BENCH_TRACE"); path != "" {
-		// An execution trace of the failover window (go tool trace).
-		tf, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := trace.Start(tf); err != nil {
-			b.Fatal(err)
-		}
-		defer func() { trace.Stop(); tf.Close() }()
-	}
+	// The failover window alone (-cpuprofile, -trace would also take the
+	// setup): a CPU profile, an execution trace (go tool trace).
+	defer recordWindow(b, "MERIDIAN_BENCH_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)()
+	defer recordWindow(b, "MERIDIAN_BENCH_TRACE", trace.Start, trace.Stop)()
 	var sg *stages
 	if os.Getenv("MERIDIAN_BENCH_STAGES") != "" {
 		sctx, cancel := context.WithCancel(context.Background())
@@ -152,6 +135,23 @@ spec:
 	b.Logf("%d workloads: bindings moved after %s, replicas ready after %s", n, decided.Round(time.Millisecond), rto.Round(time.Millisecond))
 	b.StopTimer()
 	return rto
+}
+
+// recordWindow starts a recording into the file the environment variable
+// env names, if it is set, and returns what stops it.
+func recordWindow(b *testing.B, env string, start func(io.Writer) error, stop func()) func() {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := start(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { stop(); f.Close() }
 }
 
 // rtoTracker follows, through watches, how many workloads have been failed

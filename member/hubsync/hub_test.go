@@ -263,6 +263,19 @@ func (s *hubStream) waitReport(t *testing.T, from int, work string, ok func(r *m
 	return found
 }
 
+// notReported fails the test if the reports from index from to index to
+// (both included) name work.
+func (s *hubStream) notReported(t *testing.T, from, to int, work, why string) {
+	t.Helper()
+	for _, r := range s.reportsCopy()[from : to+1] {
+		for _, w := range r.GetWorks() {
+			if w.GetWork() == work {
+				t.Errorf("%s: %v", why, w)
+			}
+		}
+	}
+}
+
 func (s *hubStream) reportsCopy() []*meridianv1.StatusReport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
