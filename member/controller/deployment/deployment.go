@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,15 +131,13 @@ func New(st storage.Interface, inf *controller.InformerSet, rec *controller.Reco
 	controller.IndexControllers(c.rss)
 	controller.IndexControllers(c.pods)
 	c.ctrl = controller.New(Name, workers, c.sync, log)
-	c.deps.AddHandler(controller.Handler{
-		OnAdd: func(o resource.Object) { c.ctrl.Queue.Add(controller.Key(o)) },
-		OnUpdate: func(old, o resource.Object) {
-			if !onlyStatusChanged(old, o) {
-				c.ctrl.Queue.Add(controller.Key(o))
-			}
-		},
-		OnDelete: func(o resource.Object) { c.ctrl.Queue.Add(controller.Key(o)) },
-	})
+	// Every update queues the Deployment, its own status writes too: a
+	// sync compares the status it computes with the cached Deployment's,
+	// which can be older than the status the last sync wrote; the event of
+	// that write brings the sync that corrects it (after a restart: a
+	// status of 0 ready written, the ReplicaSet ready meanwhile, the cache
+	// still showing the ready status of before the restart).
+	c.deps.AddHandler(c.ctrl.Enqueue())
 	c.rss.AddHandler(podutil.DependentHandler(c.ctrl.Queue, deployKind.Kind, c.deps, func(o resource.Object) *meridianv1.LabelSelector {
 		return o.(*meridianv1.Deployment).GetSpec().GetSelector()
 	}, nil))
@@ -156,20 +153,6 @@ func (c *Controller) Run(ctx context.Context) {
 		}
 	}
 	c.ctrl.Run(ctx)
-}
-
-// onlyStatusChanged reports whether a Deployment's update changed its
-// status alone (as this controller's own status writes do): nothing to
-// sync for. A sync that such a write queued would read the ReplicaSet it
-// just scaled from a cache that may not have the scale yet, and write a
-// status of the old scale, then the next sync the right one again: two
-// writes, and two reports to the hub, for nothing. The ReplicaSets' and
-// pods' own events queue the syncs that their changes need.
-func onlyStatusChanged(old, o resource.Object) bool {
-	a, b := old.GetMetadata(), o.GetMetadata()
-	return a.GetGeneration() == b.GetGeneration() && a.GetUid() == b.GetUid() &&
-		proto.Equal(a.GetDeletionTimestamp(), b.GetDeletionTimestamp()) &&
-		maps.Equal(a.GetAnnotations(), b.GetAnnotations()) && maps.Equal(a.GetLabels(), b.GetLabels())
 }
 
 // podHandler queues a pod's Deployment (through its ReplicaSet) when the
