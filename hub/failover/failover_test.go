@@ -137,6 +137,18 @@ func TestPurgeOfUnreachableCopyWaits(t *testing.T) {
 	f.eventually("the eviction to end once dc-a1 is back", func() (bool, string) {
 		return len(f.binding("web").GetSpec().GetEvicting()) == 0, ""
 	})
+
+	// Nor does the delay outlast the policy's grace period.
+	f = startWith(t, func(c *failover.Config) { c.UnreachablePurgeDelay = time.Hour }, nil)
+	f.apply(policy("fast", "tolerationSeconds: 1, gracePeriodSeconds: 1"))
+	f.place("web", 9, "fast", "dc-a1=3,dc-a2=3,dc-b1=3")
+	f.label("web", "fast")
+	f.setHealth("dc-a1", "Unreachable", 0)
+	f.waitTargets("web", "dc-a2=6,dc-b1=3")
+	f.serve("web")
+	f.eventually("the eviction to end with the grace period", func() (bool, string) {
+		return len(f.binding("web").GetSpec().GetEvicting()) == 0, ""
+	})
 }
 
 // TestFailoverImmediatelyAndDisabled: purgeMode Immediately moves without

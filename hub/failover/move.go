@@ -42,11 +42,12 @@ func (c *Controller) endEvictions(ctx context.Context, w *workload, now time.Tim
 		case w.behavior.Immediately:
 			ended[e.GetCluster()] = "the policy purges immediately"
 		case ready && w.clusters[e.GetCluster()].health == framework.HealthUnreachable &&
-			now.Before(e.GetSince().AsTime().Add(c.cfg.UnreachablePurgeDelay)):
+			now.Before(e.GetSince().AsTime().Add(c.cfg.UnreachablePurgeDelay)) && now.Before(end):
 			// The cluster cannot hear the purge yet: it yields to the
 			// moves of a failover still under way, and goes at once
-			// if the cluster comes back (its health queues this binding).
-			c.requeue(w.key, e.GetSince().AsTime().Add(c.cfg.UnreachablePurgeDelay).Sub(now))
+			// if the cluster comes back (its health queues this binding)
+			// or the grace period ends, if that is sooner.
+			c.requeue(w.key, min(e.GetSince().AsTime().Add(c.cfg.UnreachablePurgeDelay).Sub(now), end.Sub(now)))
 		case ready:
 			ended[e.GetCluster()] = "the replacements are ready"
 		case !now.Before(end):
