@@ -263,6 +263,36 @@ func (s *hubStream) waitReport(t *testing.T, from int, work string, ok func(r *m
 	return found
 }
 
+// startWithDeployments starts a client of cfg, sends it a snapshot of
+// namespace demo and Deployments web (work generation 7) and api, and
+// waits until web's status is reported. It returns the stream and the
+// index of that report.
+func (e *env) startWithDeployments(t *testing.T, cfg hubsync.Config) (*hubStream, int) {
+	t.Helper()
+	_, s, _ := e.start(t, cfg)
+	s.sendSnapshot(t, 5, 500,
+		work(namespace("demo", false), 1),
+		work(deployment("demo", "web", false, 2), 7),
+		work(deployment("demo", "api", false, 1), 1),
+	)
+	s.waitAck(t, 5)
+	i := s.waitReport(t, 0, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
+		return w.GetStatus().GetWorkload().GetObservedGeneration() == 7
+	})
+	return s, i
+}
+
+// setStatus writes st as the status of Deployment demo/name.
+func (e *env) setStatus(t *testing.T, name string, st *meridianv1.DeploymentStatus) {
+	t.Helper()
+	if _, err := e.st.Update(ctxT(t), kDeployment, "demo", name, func(o resource.Object) error {
+		o.(*meridianv1.Deployment).Status = st
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // notReported fails the test if the reports from index from to index to
 // (both included) name work.
 func (s *hubStream) notReported(t *testing.T, from, to int, work, why string) {

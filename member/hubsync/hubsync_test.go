@@ -473,16 +473,7 @@ func TestReapplyIsNoOp(t *testing.T) {
 func TestStatusReport(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
-	_, s, _ := e.start(t, e.config())
-	s.sendSnapshot(t, 5, 500,
-		work(namespace("demo", false), 1),
-		work(deployment("demo", "web", false, 2), 7),
-		work(deployment("demo", "api", false, 1), 1),
-	)
-	s.waitAck(t, 5)
-	s.waitReport(t, 0, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
-		return w.GetStatus().GetWorkload().GetObservedGeneration() == 7
-	})
+	s, _ := e.startWithDeployments(t, e.config())
 
 	// The member's controllers report progress.
 	if _, err := e.st.Update(ctx, kDeployment, "demo", "web", func(o resource.Object) error {

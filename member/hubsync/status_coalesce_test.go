@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/meridian-fed/meridian/proto/meridian/resource"
 	meridianv1 "github.com/meridian-fed/meridian/proto/meridian/v1"
 )
 
@@ -17,12 +16,7 @@ func TestStatusAfterQuietGoesSoon(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config()
 	cfg.StatusInterval, cfg.StatusQuiet = time.Hour, 10*time.Millisecond
-	_, s, _ := e.start(t, cfg)
-	s.sendSnapshot(t, 5, 500, work(namespace("demo", false), 1), work(deployment("demo", "web", false, 2), 7))
-	s.waitAck(t, 5)
-	s.waitReport(t, 0, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
-		return w.GetStatus().GetWorkload().GetObservedGeneration() == 7
-	})
+	e.startWithDeployments(t, cfg) // waits for the report of web
 }
 
 // TestStatusUnderChurnEveryInterval: changes that keep coming are reported
@@ -31,24 +25,13 @@ func TestStatusAfterQuietGoesSoon(t *testing.T) {
 // per change).
 func TestStatusUnderChurnEveryInterval(t *testing.T) {
 	e := newEnv(t)
-	ctx := ctxT(t)
 	cfg := e.config()
 	cfg.StatusInterval, cfg.StatusQuiet = 200*time.Millisecond, time.Microsecond
-	_, s, _ := e.start(t, cfg)
-	s.sendSnapshot(t, 5, 500, work(namespace("demo", false), 1), work(deployment("demo", "web", false, 2), 7))
-	s.waitAck(t, 5)
-	i := s.waitReport(t, 0, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
-		return w.GetStatus().GetWorkload().GetObservedGeneration() == 7
-	})
+	s, i := e.startWithDeployments(t, cfg)
 	const changes = 40
 	start := time.Now()
 	for n := 1; n <= changes; n++ {
-		if _, err := e.st.Update(ctx, kDeployment, "demo", "web", func(o resource.Object) error {
-			o.(*meridianv1.Deployment).Status = &meridianv1.DeploymentStatus{ObservedGeneration: 1, Replicas: changes, ReadyReplicas: int32(n)}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		e.setStatus(t, "web", &meridianv1.DeploymentStatus{ObservedGeneration: 1, Replicas: changes, ReadyReplicas: int32(n)})
 	}
 	elapsed := time.Since(start)
 	j := s.waitReport(t, i+1, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
@@ -65,41 +48,24 @@ func TestStatusUnderChurnEveryInterval(t *testing.T) {
 // on its own; the new time goes with the next change that says something.
 func TestStatusNotSentForNewConditionTimesAlone(t *testing.T) {
 	e := newEnv(t)
-	ctx := ctxT(t)
-	_, s, _ := e.start(t, e.config())
-	s.sendSnapshot(t, 5, 500,
-		work(namespace("demo", false), 1),
-		work(deployment("demo", "web", false, 2), 7),
-		work(deployment("demo", "api", false, 1), 1),
-	)
-	s.waitAck(t, 5)
+	s, i := e.startWithDeployments(t, e.config())
 	setProgressing := func(name string, at time.Time, ready int32) {
 		t.Helper()
-		if _, err := e.st.Update(ctx, kDeployment, "demo", name, func(o resource.Object) error {
-			o.(*meridianv1.Deployment).Status = &meridianv1.DeploymentStatus{
-				ObservedGeneration: 1, Replicas: 2, ReadyReplicas: ready,
-				Conditions: []*meridianv1.Condition{{Type: "Progressing", Status: "True", Reason: "ReplicaSetUpdated",
-					Message: "progressing", LastTransitionTime: timestamppb.New(at)}},
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		e.setStatus(t, name, &meridianv1.DeploymentStatus{
+			ObservedGeneration: 1, Replicas: 2, ReadyReplicas: ready,
+			Conditions: []*meridianv1.Condition{{Type: "Progressing", Status: "True", Reason: "ReplicaSetUpdated",
+				Message: "progressing", LastTransitionTime: timestamppb.New(at)}},
+		})
 	}
 	t0 := time.Unix(1_700_000_000, 0)
 	setProgressing("web", t0, 1)
-	i := s.waitReport(t, 0, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
+	i = s.waitReport(t, i+1, "deployment.demo.web", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
 		return w.GetStatus().GetWorkload().GetReadyReplicas() == 1
 	})
 	// Restamped alone, then a change of api: web must not be in a report
 	// up to api's.
 	setProgressing("web", t0.Add(time.Second), 1)
-	if _, err := e.st.Update(ctx, kDeployment, "demo", "api", func(o resource.Object) error {
-		o.(*meridianv1.Deployment).Status = &meridianv1.DeploymentStatus{Replicas: 1, ReadyReplicas: 1}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.setStatus(t, "api", &meridianv1.DeploymentStatus{Replicas: 1, ReadyReplicas: 1})
 	j := s.waitReport(t, i+1, "deployment.demo.api", func(_ *meridianv1.StatusReport, w *meridianv1.WorkStatusReport) bool {
 		return w.GetStatus().GetWorkload().GetReadyReplicas() == 1
 	})
